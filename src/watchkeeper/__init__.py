@@ -1,0 +1,59 @@
+"""watchkeeper: self-hosted ML observability.
+
+>>> import watchkeeper as wk
+>>> run = wk.init(project="demo", mode="disabled", config={"lr": 1e-3})
+>>> for epoch in range(3):
+...     run.log({"epoch": epoch, "loss": 1.0 / (epoch + 1)})
+>>> run.summary["loss"]
+0.3333333333333333
+>>> run.finish()
+"""
+
+from watchkeeper._version import __version__
+from watchkeeper.errors import (
+    SchemaOutdatedError,
+    SchemaTooNewError,
+    StoreError,
+    UsageError,
+    WatchkeeperError,
+)
+from watchkeeper.sdk import (
+    Config,
+    Image,
+    Run,
+    Summary,
+    Table,
+    current_run,
+    finish,
+    init,
+    log,
+    log_artifact,
+)
+from watchkeeper.store import Store
+
+__all__ = [
+    "Config",
+    "Image",
+    "Run",
+    "SchemaOutdatedError",
+    "SchemaTooNewError",
+    "Store",
+    "StoreError",
+    "Summary",
+    "Table",
+    "UsageError",
+    "WatchkeeperError",
+    "__version__",
+    "current_run",
+    "finish",
+    "init",
+    "log",
+    "log_artifact",
+]
+
+
+def __getattr__(name: str) -> object:
+    # wk.run, like wandb.run: the current run or None
+    if name == "run":
+        return current_run()
+    raise AttributeError(f"module 'watchkeeper' has no attribute {name!r}")

@@ -1,0 +1,34 @@
+"""The exceptions watchkeeper raises, one tree::
+
+    WatchkeeperError
+    ├── UsageError              an API called out of order (log before init, log after finish)
+    └── StoreError              the store cannot be opened or written
+        ├── SchemaOutdatedError     the database is on an older schema: the message names the upgrade command
+        └── SchemaTooNewError       the database was written by a newer watchkeeper
+
+Values that cannot be logged raise the built-in ``TypeError`` or ``ValueError`` with the key and the type in
+the message, as Python code expects. Errors of third-party libraries (SQLAlchemy, sqlite3, psycopg) are
+re-raised as ``StoreError`` with ``raise ... from exc`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+
+class WatchkeeperError(Exception):
+    """Base class of every exception raised by watchkeeper itself."""
+
+
+class UsageError(WatchkeeperError, RuntimeError):
+    """An API was called out of order, e.g. ``wk.log`` before ``wk.init``."""
+
+
+class StoreError(WatchkeeperError):
+    """The store could not be opened, read or written."""
+
+
+class SchemaOutdatedError(StoreError):
+    """The database is on an older schema revision than this version of watchkeeper needs."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer watchkeeper than this one."""

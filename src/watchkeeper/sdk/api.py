@@ -1,0 +1,173 @@
+"""The module-level API: ``wk.init`` starts a run and makes it current; ``wk.log`` and ``wk.finish`` act on
+the current run, as in W&B.
+
+Process exit finishes every open run (``finished``, or ``failed`` with the exception's text when an uncaught
+exception ended the interpreter). A process killed outright leaves its run ``running`` until
+``Runs.reap`` finds it dead and marks it ``crashed``; the CLI reaps before it lists runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from watchkeeper.errors import UsageError
+from watchkeeper.sdk.run import Run
+from watchkeeper.sdk.transport import LocalTransport
+from watchkeeper.store import ArtifactVersion, Store
+
+_logger = logging.getLogger("watchkeeper")
+
+_lock = threading.Lock()
+_active: list[Run] = []
+_current: Run | None = None
+_uncaught: BaseException | None = None
+_hooks_installed = False
+
+
+def init(
+    project: str | None = None,
+    name: str | None = None,
+    job_type: str | None = None,
+    *,
+    config: Mapping[str, Any] | None = None,
+    tags: list[str] | tuple[str, ...] | None = None,
+    group: str | None = None,
+    notes: str | None = None,
+    model: str | None = None,
+    version: str | int | None = None,
+    id: str | None = None,
+    uri: str | None = None,
+    artifact_root: str | os.PathLike[str] | None = None,
+    mode: Literal["online", "disabled"] | None = None,
+    reinit: Literal["finish_previous", "create_new"] = "finish_previous",
+    flush_interval: float = 0.5,
+    max_queue: int = 1_000_000,
+) -> Run:
+    """Start a run and make it the current one.
+
+    The store is ``uri`` or ``WATCHKEEPER_URI`` or ``sqlite:///.watchkeeper/watchkeeper.db``; ``project``
+    defaults to ``WATCHKEEPER_PROJECT`` or ``"uncategorized"``. ``mode="disabled"`` (or
+    ``WATCHKEEPER_MODE=disabled``) gives a run that checks what is logged and stores nothing.
+    With ``reinit="finish_previous"`` (the default) an open current run is finished first.
+    """
+    global _current
+    mode = mode or os.environ.get("WATCHKEEPER_MODE", "online")  # type: ignore[assignment]
+    if mode not in ("online", "disabled"):
+        raise ValueError(f"mode must be 'online' or 'disabled', got {mode!r}")
+    if reinit not in ("finish_previous", "create_new"):
+        raise ValueError(f"reinit must be 'finish_previous' or 'create_new', got {reinit!r}")
+    if reinit == "finish_previous" and _current is not None:
+        _current.finish()
+    project = project or os.environ.get("WATCHKEEPER_PROJECT") or "uncategorized"
+    transport = None
+    if mode == "online":
+        transport = LocalTransport(Store(uri, artifact_root=Path(artifact_root) if artifact_root else None))
+    try:
+        run = Run(
+            transport,
+            project=project,
+            name=name,
+            job_type=job_type,
+            group=group,
+            tags=list(tags) if tags else None,
+            config=config,
+            notes=notes,
+            model=model,
+            version=None if version is None else str(version),
+            id=id,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+        )
+    except BaseException:
+        if transport is not None:
+            transport.close()
+        raise
+    _install_hooks()
+    with _lock:
+        _active.append(run)
+        _current = run
+    return run
+
+
+def current_run() -> Run | None:
+    """The run that ``wk.log`` writes to, or None."""
+    return _current
+
+
+def _require() -> Run:
+    if _current is None:
+        raise UsageError("no current run: call wk.init() before wk.log(), wk.finish() or wk.log_artifact()")
+    return _current
+
+
+def log(data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    """``log`` on the current run."""
+    _require().log(data, step=step, commit=commit)
+
+
+def log_artifact(
+    path: str | os.PathLike[str],
+    name: str | None = None,
+    type: str = "artifact",
+    metadata: Mapping[str, Any] | None = None,
+) -> ArtifactVersion | None:
+    """``log_artifact`` on the current run."""
+    return _require().log_artifact(path, name=name, type=type, metadata=metadata)
+
+
+def finish(exit_code: int | None = None) -> None:
+    """Finish the current run, if there is one."""
+    if _current is not None:
+        _current.finish(exit_code)
+
+
+def _forget(run: Run) -> None:
+    global _current
+    with _lock:
+        if run in _active:
+            _active.remove(run)
+        if _current is run:
+            _current = _active[-1] if _active else None
+
+
+def _install_hooks() -> None:
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    previous = sys.excepthook
+
+    def excepthook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+        global _uncaught
+        _uncaught = exc
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    atexit.register(_finish_all_at_exit)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _finish_all_at_exit() -> None:
+    for run in list(_active):
+        try:
+            if _uncaught is not None and not isinstance(_uncaught, KeyboardInterrupt):
+                run._fail_from_exception(_uncaught)
+            else:
+                run.finish(exit_code=130 if isinstance(_uncaught, KeyboardInterrupt) else None)
+        except Exception:  # exiting: report, never raise
+            _logger.exception("watchkeeper: could not finish run %s at exit", run.id)
+
+
+def _after_fork_in_child() -> None:
+    global _current
+    for run in _active:
+        run._after_fork_in_child()
+    _active.clear()
+    _current = None

@@ -1,0 +1,542 @@
+"""``Run``: one process's stream of records, W&B-style.
+
+The hot path is :meth:`Run.log`: it checks the values (so a bad value fails in the caller's line), then
+appends
+one tuple to a deque. Turning rows into points, keeping the summary and writing happen in the background
+writer (:mod:`watchkeeper.sdk.writer`).
+
+Step semantics follow W&B: each ``log()`` commits a step and advances ``run.step``; ``commit=False``
+accumulates into the current step; ``step=N`` moves to step N (committing what was pending at the earlier
+step) and, as in W&B, leaves step N open until a later step arrives or ``commit=True`` is passed. A step
+lower than the current one is refused with a ValueError.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from watchkeeper.errors import UsageError
+from watchkeeper.sdk import values as _values
+from watchkeeper.sdk.image import Image
+from watchkeeper.sdk.table import Table
+from watchkeeper.sdk.transport import Transport
+from watchkeeper.sdk.writer import Writer
+from watchkeeper.store import (
+    FAILED,
+    FINISHED,
+    ArtifactFile,
+    ArtifactLog,
+    ArtifactVersion,
+    Batch,
+    Points,
+    RunStart,
+    RunUpdate,
+    SampleRows,
+    codec,
+)
+from watchkeeper.store.blobs import digest_file
+from watchkeeper.store.runs import HEARTBEAT_EVERY
+
+log = logging.getLogger("watchkeeper")
+
+_ACTIVE, _FINISHED, _FORKED = 0, 1, 2
+_ADJECTIVES = (
+    "amber brisk calm daring eager fair gentle hardy keen lively merry noble quiet rapid sturdy vivid"
+)
+_NOUNS = "harbor meadow river summit forest comet beacon canyon delta ember falcon glacier island lantern"
+_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _run_id() -> str:
+    return "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=8))
+
+
+def _run_name(run_id: str) -> str:
+    rnd = random.Random(run_id)
+    return f"{rnd.choice(_ADJECTIVES.split())}-{rnd.choice(_NOUNS.split())}-{run_id[:4]}"
+
+
+class Config(MutableMapping[str, Any]):
+    """A run's configuration: a dict that also reads as attributes (``run.config.lr``)."""
+
+    def __init__(self, run: Run, initial: Mapping[str, Any] | None) -> None:
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_data", {})
+        if initial:
+            self.update(initial)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        codec.encode(value, where=f"config.{key}")  # refuse what cannot be stored, here and now
+        with self._run._lock:
+            self._data[_values.check_key(key)] = value
+            self._run._config_dirty = True
+
+    def __delitem__(self, key: str) -> None:
+        with self._run._lock:
+            del self._data[key]
+            self._run._config_dirty = True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._data[key]
+        except KeyError:
+            raise AttributeError(f"config has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._run._lock:
+            return dict(self._data)
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+
+class Summary(MutableMapping[str, Any]):
+    """A run's summary: the last logged value of every key, and whatever is set here (``run.summary["best"]
+    = 0.97``). As in W&B, a key set here is overwritten if the same key is logged later."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._data: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        with self._run._lock:
+            self._run._process_queue()
+            return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        codec.encode(value, where=f"summary.{key}")
+        with self._run._lock:
+            self._run._process_queue()
+            self._data[_values.check_key(key)] = value
+            self._run._summary_dirty = True
+
+    def __delitem__(self, key: str) -> None:
+        with self._run._lock:
+            self._run._process_queue()
+            del self._data[key]
+            self._run._summary_dirty = True
+
+    def __iter__(self) -> Iterator[str]:
+        with self._run._lock:
+            self._run._process_queue()
+            return iter(list(self._data))
+
+    def __len__(self) -> int:
+        with self._run._lock:
+            self._run._process_queue()
+            return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Summary({dict(self)!r})"
+
+
+class Run:
+    """A tracked run. Create it with :func:`watchkeeper.init`; use it as a context manager to finish it."""
+
+    def __init__(
+        self,
+        transport: Transport | None,
+        *,
+        project: str,
+        name: str | None = None,
+        job_type: str | None = None,
+        group: str | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
+        config: Mapping[str, Any] | None = None,
+        notes: str | None = None,
+        model: str | None = None,
+        version: str | None = None,
+        id: str | None = None,
+        flush_interval: float = 0.5,
+        max_queue: int = 1_000_000,
+        finish_timeout: float = 30.0,
+    ) -> None:
+        self.id = id or _run_id()
+        self.project = _check_name("project", project)
+        self.name = name or _run_name(self.id)
+        self.job_type = job_type
+        self.group = group
+        self.notes = notes
+        self.model = model
+        self.version = None if version is None else str(version)
+        self.tags = [str(t) for t in (tags or [])]
+        self._transport = transport
+        self._lock = threading.RLock()
+        self.config = Config(self, config)
+        self.summary = Summary(self)
+        self._config_dirty = False
+        self._summary_dirty = False
+        self._state = _ACTIVE
+        self._step = 0
+        self._pending: dict[str, Any] = {}
+        self._pending_extras: list[tuple[str, Any]] | None = None
+        self._queue: deque[tuple] = deque()
+        self._known_keys: set[str] = set()
+        self._max_queue = max_queue
+        self._wake_at = 50_000
+        self._dropped_steps = 0
+        self._last_step: int | None = None
+        self._last_heartbeat = time.monotonic()
+        self._finish_timeout = finish_timeout
+        self._final_update: RunUpdate | None = None
+        self._writer: Writer | None = None
+        self._reset_out()
+        created = time.time()
+        self.start_time = created
+        if transport is not None:
+            start = RunStart(
+                id=self.id,
+                project=self.project,
+                name=self.name,
+                created_at=created,
+                job_type=job_type,
+                group=group,
+                notes=notes,
+                tags=self.tags,
+                config=self.config.as_dict(),
+                model=model,
+                version=self.version,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+            transport.send(Batch(runs=[start]))  # synchronous: the run is visible as soon as init returns
+            self._writer = Writer(
+                self._next_batch, transport.send, flush_interval=flush_interval, name=self.id
+            )
+            self._writer.start()
+
+    # -- the hot path -------------------------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` writes to."""
+        return self._step
+
+    def log(self, data: Mapping[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        """Log a dict of values at the current step (see the module docstring for step semantics).
+
+        Raises TypeError/ValueError naming the key for a value that cannot be logged; nothing of a call that
+        raises is kept, and nothing logged before it is lost.
+        """
+        if self._state is not _ACTIVE:
+            self._log_inactive()
+            return
+        row: dict[str, Any] = {}
+        extras = None
+        known = self._known_keys
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise TypeError(f"log: expected a dict of values, got {type(data).__name__}")
+        for k, v in data.items():
+            tv = type(v)
+            if (tv is float or tv is int) and k in known:
+                row[k] = v
+            else:
+                extras = self._log_slow(k, v, row, extras)
+        if step is None and commit is not False:
+            if self._pending:
+                self._pending.update(row)
+                row = self._pending
+                self._pending = {}
+            if self._pending_extras:
+                extras = self._pending_extras + (extras or [])
+                self._pending_extras = None
+            self._commit(self._step, row, extras)
+            self._step += 1
+            return
+        self._log_step(row, extras, step, commit)
+
+    def _commit(self, step: int, row: dict[str, Any], extras: list | None) -> None:
+        q = self._queue
+        if len(q) >= self._max_queue:
+            self._dropped_steps += 1
+            if self._dropped_steps == 1:
+                log.warning(
+                    "watchkeeper: run %s: %d steps are waiting to be written; dropping new steps "
+                    "(the count is kept in the summary as _dropped_steps)",
+                    self.id,
+                    len(q),
+                )
+            return
+        q.append((step, time.time(), row, extras))
+        if len(q) >= self._wake_at and self._writer is not None:
+            self._writer.wake.set()
+
+    def _log_slow(self, key: Any, value: Any, row: dict[str, Any], extras: list | None) -> list | None:
+        key = _values.check_key(key)
+        if isinstance(value, Mapping):
+            flat: dict[str, Any] = {}
+            _values.flatten(key, value, flat)
+            for k, v in flat.items():
+                extras = self._log_slow(k, v, row, extras)
+            return extras
+        if isinstance(value, Table | Image):
+            table = value if isinstance(value, Table) else Table(columns=["image"], data=[[value]])
+            encoded = table.encode(key)
+            return [*(extras or []), (key, encoded)]
+        v = _values.scalar(key, value)
+        if v is not None:
+            row[key] = v
+            if type(value) in (int, float):
+                self._known_keys.add(key)
+        return extras
+
+    def _log_step(
+        self, row: dict[str, Any], extras: list | None, step: int | None, commit: bool | None
+    ) -> None:
+        if step is not None:
+            if type(step) is not int and not (hasattr(step, "__index__") and not isinstance(step, bool)):
+                raise TypeError(f"log: step must be an int, got {type(step).__name__}")
+            step = int(step)
+            if step < self._step:
+                raise ValueError(
+                    f"log: step {step} is lower than the current step {self._step}; steps must not go back "
+                    "(to log a key against another axis, log that axis as a key, e.g. {'epoch': 3, ...})"
+                )
+            if step > self._step:
+                if self._pending or self._pending_extras:
+                    self._commit(self._step, self._pending, self._pending_extras)
+                    self._pending, self._pending_extras = {}, None
+                self._step = step
+        self._pending.update(row)
+        if extras:
+            self._pending_extras = (self._pending_extras or []) + extras
+        if commit:
+            self._commit(self._step, self._pending, self._pending_extras)
+            self._pending, self._pending_extras = {}, None
+            self._step += 1
+
+    def _log_inactive(self) -> None:
+        if self._state == _FINISHED:
+            raise UsageError(f"run {self.id} is finished; start a new one with wk.init()")
+        # in a forked child the writer thread does not exist: drop quietly after one warning
+        if not getattr(self, "_fork_warned", False):
+            self._fork_warned = True
+            log.warning(
+                "watchkeeper: run %s was started before fork(); this process's logs are dropped", self.id
+            )
+
+    # -- draining into batches (writer thread, or a reader of the summary) ---------------------------------
+
+    def _process_queue(self) -> None:
+        """Move queued steps into the outgoing points and the summary. Caller holds ``self._lock``."""
+        q = self._queue
+        if not q:
+            return
+        out = self._out
+        names, steps, ts, vals = out["name"], out["step"], out["t"], out["value"]
+        summary = self.summary._data
+        as_float = _values.as_float
+        popleft = q.popleft
+        for _ in range(len(q)):
+            step, t, row, extras = popleft()
+            if row:
+                n = len(row)
+                names.extend(row)
+                steps.extend([step] * n)
+                ts.extend([t] * n)
+                try:
+                    vals.extend([float(v) for v in row.values()])
+                except OverflowError:
+                    vals.extend([as_float(v) for v in row.values()])
+                summary.update(row)
+            if extras:
+                for key, (rows, blobs) in extras:
+                    out["samples"].append(
+                        SampleRows(project=self.project, key=key, t=t, rows=rows, run_id=self.id, step=step)
+                    )
+                    out["blobs"].update(blobs)
+                    summary[key] = {"_type": "table", "rows": len(rows), "step": step}
+            self._last_step = step
+        self._summary_dirty = True
+
+    _out: dict[str, Any]
+
+    def _reset_out(self) -> None:
+        self._out = {"name": [], "step": [], "t": [], "value": [], "samples": [], "blobs": {}}
+
+    def _next_batch(self, final: bool) -> Batch:
+        with self._lock:
+            self._process_queue()
+            out = self._out
+            self._reset_out()
+            batch = Batch(samples=out["samples"], blobs=out["blobs"])
+            if out["name"]:
+                batch.points.append(
+                    Points(
+                        project=self.project,
+                        subject=self.id,
+                        run_id=self.id,
+                        name=out["name"],
+                        step=out["step"],
+                        t=out["t"],
+                        value=out["value"],
+                    )
+                )
+            update = RunUpdate(id=self.id)
+            now = time.monotonic()
+            if final or now - self._last_heartbeat >= HEARTBEAT_EVERY:
+                update.heartbeat_at = time.time()
+                self._last_heartbeat = now
+            if self._summary_dirty or final:
+                summary = dict(self.summary._data)
+                if self._dropped_steps:
+                    summary["_dropped_steps"] = self._dropped_steps
+                update.summary = summary
+                update.last_step = self._last_step
+                self._summary_dirty = False
+            if self._config_dirty:
+                update.config = dict(self.config._data)
+                self._config_dirty = False
+            if final and self._final_update is not None:
+                f = self._final_update
+                update.status, update.ended_at, update.exit_code, update.error = (
+                    f.status,
+                    f.ended_at,
+                    f.exit_code,
+                    f.error,
+                )
+            if any(getattr(update, k) is not None for k in RunUpdate.__slots__ if k != "id"):
+                batch.run_updates.append(update)
+            return batch
+
+    # -- artifacts -----------------------------------------------------------------------------------------
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        type: str = "artifact",
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ArtifactVersion | None:
+        """Store a file or a directory as a new version of artifact ``name`` (default: the file's name).
+
+        Content identical to the latest version reuses it. Files are copied into the content-addressed
+        artifact store before this returns, so the caller may delete or overwrite them afterwards.
+        """
+        self._check_active("log_artifact")
+        src = Path(path)
+        if not src.exists():
+            raise FileNotFoundError(f"log_artifact: no file or directory at {src}")
+        name = _check_name("artifact name", name or _NAME_RE.sub("-", src.name))
+        files = []
+        paths = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+        for p in paths:
+            digest, size = digest_file(p)
+            rel = p.name if src.is_file() else p.relative_to(src).as_posix()
+            files.append((ArtifactFile(path=rel, digest=digest, size=size), p))
+        if self._transport is None:
+            return None
+        for f, p in files:
+            self._transport.put_blob(f.digest, p)
+        record = ArtifactLog(
+            project=self.project,
+            name=name,
+            type=type,
+            files=[f for f, _ in files],
+            run_id=self.id,
+            metadata=dict(metadata or {}),
+            t=time.time(),
+        )
+        codec.encode(record.metadata, where="metadata")
+        return self._transport.send(Batch(artifacts=[record])).artifacts[0]
+
+    def use_artifact(self, ref: str, root: str | os.PathLike[str] | None = None) -> Path:
+        """Download artifact ``ref`` (``name``, ``name:latest`` or ``name:vN``) of this project into ``root``
+        (default ``./artifacts/<name>-vN``) and record that this run used it; returns the directory."""
+        self._check_active("use_artifact")
+        if self._transport is None:
+            raise UsageError("use_artifact needs a store; this run is disabled")
+        from watchkeeper.store.artifacts import parse_ref
+
+        name, version = parse_ref(ref)
+        dest = Path(root) if root is not None else Path("artifacts") / f"{name}-{version or 'latest'}"
+        return self._transport.download_artifact(self.project, ref, dest, self.id)
+
+    # -- finishing -----------------------------------------------------------------------------------------
+
+    def finish(self, exit_code: int | None = None, *, error: str | None = None) -> None:
+        """Flush everything logged, mark the run finished (or failed, with a non-zero exit code), stop the
+        writer. Safe to call twice."""
+        if self._state != _ACTIVE:
+            return
+        with self._lock:
+            if self._pending or self._pending_extras:
+                self._commit(self._step, self._pending, self._pending_extras)
+                self._pending, self._pending_extras = {}, None
+            self._state = _FINISHED
+            self._final_update = RunUpdate(
+                id=self.id,
+                status=FAILED if (exit_code or error) else FINISHED,
+                ended_at=time.time(),
+                exit_code=exit_code,
+                error=error,
+            )
+        if self._writer is not None and not self._writer.close(self._finish_timeout):
+            log.warning(
+                "watchkeeper: run %s finished, but %d points could not be written within %.0f s: %s",
+                self.id,
+                sum(b.point_count for b in self._writer.unsent),
+                self._finish_timeout,
+                self._writer.last_error,
+            )
+        if self._transport is not None:
+            self._transport.close()
+        from watchkeeper.sdk import api
+
+        api._forget(self)
+
+    def _fail_from_exception(self, exc: BaseException) -> None:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        self.finish(exit_code=1, error=text)
+
+    def _check_active(self, what: str) -> None:
+        if self._state != _ACTIVE:
+            raise UsageError(f"{what}: run {self.id} is finished")
+
+    def _after_fork_in_child(self) -> None:
+        self._state = _FORKED
+        self._writer = None
+        self._queue = deque()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt | SystemExit):
+            self._fail_from_exception(exc)
+        else:
+            self.finish()
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, project={self.project!r}, name={self.name!r}, step={self._step})"
+
+
+def _check_name(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field} must be a non-empty string, got {value!r}")
+    if len(value) > 128:
+        raise ValueError(f"{field} {value[:30]!r}... is {len(value)} characters long (at most 128)")
+    return value

@@ -1,0 +1,69 @@
+"""Where a run's batches go. A ``Transport`` is the seam between the SDK and storage: the local transport
+writes into a store (the embedded SQLite file or a PostgreSQL); the HTTP transport of [server] sends to a
+watchkeeper server. Tests use the local transport over a temporary store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from watchkeeper.store import Batch, Store, WriteResult
+
+
+class Transport(Protocol):
+    def send(self, batch: Batch) -> WriteResult:
+        """Apply a batch (idempotent by batch id); raise ``StoreError`` when it could not be applied."""
+        ...
+
+    def put_blob(self, digest: str, source: Path) -> None:
+        """Make the file's content available under its sha256 ``digest``."""
+        ...
+
+    def download_artifact(self, project: str, ref: str, dest: Path, run_id: str | None) -> Path:
+        """Copy an artifact version's files into ``dest`` and record that ``run_id`` used it."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalTransport:
+    """Writes straight into a :class:`~watchkeeper.store.Store` (embedded mode)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def send(self, batch: Batch) -> WriteResult:
+        return self.store.write(batch)
+
+    def put_blob(self, digest: str, source: Path) -> None:
+        self.store.blobs.put_file(source, digest)
+
+    def download_artifact(self, project: str, ref: str, dest: Path, run_id: str | None) -> Path:
+        import time
+
+        import sqlalchemy as sa
+
+        from watchkeeper.store.engine import insert_ignore
+        from watchkeeper.store.schema import artifacts, projects, run_artifacts
+
+        av = self.store.artifacts.get(project, ref)
+        self.store.artifacts.download(project, av.ref, dest)
+        if run_id is not None:
+            with self.store.begin_write() as conn:
+                artifact_id = conn.execute(
+                    sa.select(artifacts.c.id)
+                    .join(projects, projects.c.id == artifacts.c.project_id)
+                    .where(
+                        projects.c.name == project,
+                        artifacts.c.name == av.name,
+                        artifacts.c.version == av.version,
+                    )
+                ).scalar_one()
+                conn.execute(
+                    insert_ignore(conn.dialect, run_artifacts),
+                    [{"run_id": run_id, "artifact_id": artifact_id, "role": "input", "t": time.time()}],
+                )
+        return dest
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,191 @@
+"""The store: one SQLAlchemy Core implementation for every SQL database, picked by URI.
+
+``Store(uri)`` opens (and on first use creates) the database, checks its schema revision, and exposes the
+queries by table family (``runs``, ``signals``, ``samples``, ``artifacts``) and one write path,
+:meth:`Store.write`, that applies a :class:`~watchkeeper.store.batch.Batch` in one transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from watchkeeper.errors import StoreError, WatchkeeperError
+from watchkeeper.store import migrate
+from watchkeeper.store.artifacts import Artifacts, write_artifacts
+from watchkeeper.store.batch import Batch, WriteResult
+from watchkeeper.store.blobs import BlobStore
+from watchkeeper.store.engine import (
+    DEFAULT_DIR,
+    begin_write,
+    create_engine,
+    default_uri,
+    insert_ignore,
+    sqlite_path,
+)
+from watchkeeper.store.runs import Runs, write_starts, write_updates
+from watchkeeper.store.samples import Samples, write_samples
+from watchkeeper.store.schema import ingest_batches, projects, series
+from watchkeeper.store.signals import Signals, labels_key, write_points
+
+
+def default_artifact_root(uri: str) -> Path:
+    """Beside a SQLite file (``<dir>/artifacts``); otherwise ``./.watchkeeper/artifacts``."""
+    path = sqlite_path(uri)
+    return (path.parent if path is not None else Path(DEFAULT_DIR)) / "artifacts"
+
+
+class Store:
+    """A watchkeeper database and its artifact files.
+
+    >>> store = Store("sqlite://")          # in memory
+    >>> store.runs.list()
+    []
+    >>> store.close()
+    """
+
+    def __init__(
+        self, uri: str | None = None, *, artifact_root: str | Path | None = None, create: bool = True
+    ) -> None:
+        self.uri = uri or default_uri()
+        self.engine = create_engine(self.uri)
+        try:
+            migrate.check(self.engine, self.uri, create=create)
+        except WatchkeeperError:
+            self.engine.dispose()
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open the store at {self.uri}: {exc}") from exc
+        self.blobs = BlobStore(artifact_root or default_artifact_root(self.uri))
+        self.runs = Runs(self)
+        self.signals = Signals(self)
+        self.samples = Samples(self)
+        self.artifacts = Artifacts(self)
+        self._cache_lock = threading.Lock()
+        self._project_ids: dict[str, int] = {}
+        self._series_ids: dict[tuple[int, str, str, str], int] = {}
+        # one in-memory SQLite connection serves every thread, so its use is serialised
+        memory = self.engine.dialect.name == "sqlite" and sqlite_path(self.uri) is None
+        self._serial: Any = threading.RLock() if memory else None
+
+    # -- connections --------------------------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        """A connection for reading."""
+        with self._serial or nullcontext(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def begin_write(self) -> Iterator[sa.Connection]:
+        """A write transaction, committed on exit."""
+        with self._serial or nullcontext(), begin_write(self.engine) as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the write path -----------------------------------------------------------------------------------
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Apply ``batch`` in one transaction, whole or not at all; a batch id seen before is not applied
+        again."""
+        for digest, data in batch.blobs.items():
+            self.blobs.put_bytes(data, digest)
+        try:
+            with self.begin_write() as conn:
+                inserted = conn.execute(
+                    insert_ignore(conn.dialect, ingest_batches),
+                    [{"id": batch.id, "received_at": time.time()}],
+                ).rowcount
+                if inserted == 0:
+                    return WriteResult(applied=False)
+                if batch.runs:
+                    write_starts(self, conn, batch.runs)
+                if batch.run_updates:
+                    write_updates(conn, batch.run_updates)
+                if batch.points:
+                    write_points(self, conn, batch.points)
+                if batch.samples:
+                    write_samples(self, conn, batch.samples)
+                versions = write_artifacts(self, conn, batch.artifacts) if batch.artifacts else []
+        except sa.exc.SQLAlchemyError as exc:
+            # ids cached during a rolled-back transaction may not exist
+            with self._cache_lock:
+                self._project_ids.clear()
+                self._series_ids.clear()
+            raise StoreError(f"writing batch {batch.id} to {self.uri} failed: {exc}") from exc
+        return WriteResult(applied=True, artifacts=versions)
+
+    # -- ids, created on first sight and cached --------------------------------------------------------------
+
+    def project_id(self, conn: sa.Connection, name: str) -> int:
+        pid = self._project_ids.get(name)
+        if pid is None:
+            conn.execute(insert_ignore(conn.dialect, projects), [{"name": name, "created_at": time.time()}])
+            pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar_one()
+            with self._cache_lock:
+                self._project_ids[name] = pid
+        return pid
+
+    def series_ids(
+        self,
+        conn: sa.Connection,
+        project: str,
+        subject: str,
+        run_id: str | None,
+        labels: dict[str, str],
+        names: set[str],
+    ) -> dict[str, int]:
+        project_id = self.project_id(conn, project)
+        lkey = labels_key(labels)
+        cache = self._series_ids
+        out = {}
+        missing = []
+        for name in names:
+            sid = cache.get((project_id, subject, name, lkey))
+            if sid is None:
+                missing.append(name)
+            else:
+                out[name] = sid
+        if missing:
+            conn.execute(
+                insert_ignore(conn.dialect, series),
+                [
+                    {
+                        "project_id": project_id,
+                        "subject": subject,
+                        "run_id": run_id,
+                        "name": name,
+                        "labels": dict(labels),
+                        "labels_key": lkey,
+                    }
+                    for name in missing
+                ],
+            )
+            rows = conn.execute(
+                sa.select(series.c.name, series.c.id).where(
+                    series.c.project_id == project_id,
+                    series.c.subject == subject,
+                    series.c.labels_key == lkey,
+                    series.c.name.in_(missing),
+                )
+            ).all()
+            with self._cache_lock:
+                for name, sid in rows:
+                    cache[(project_id, subject, name, lkey)] = sid
+                    out[name] = sid
+        return out
