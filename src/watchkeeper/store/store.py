@@ -107,11 +107,13 @@ class Store:
             self.blobs.put_bytes(data, digest)
         try:
             with self.begin_write() as conn:
+                # one row with RETURNING: rowcount after executemany is not reliable on every driver
                 inserted = conn.execute(
-                    insert_ignore(conn.dialect, ingest_batches),
-                    [{"id": batch.id, "received_at": time.time()}],
-                ).rowcount
-                if inserted == 0:
+                    insert_ignore(conn.dialect, ingest_batches)
+                    .values(id=batch.id, received_at=time.time())
+                    .returning(ingest_batches.c.id)
+                ).first()
+                if inserted is None:
                     return WriteResult(applied=False)
                 if batch.runs:
                     write_starts(self, conn, batch.runs)

@@ -1,0 +1,297 @@
+"""``watchkeeper``: the command line. Reads go through the store's queries; every command takes ``--uri``
+(default: ``WATCHKEEPER_URI`` or the embedded SQLite file under ``./.watchkeeper``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from watchkeeper.errors import WatchkeeperError
+from watchkeeper.store import Store, default_uri, migrate
+from watchkeeper.store.engine import create_engine
+
+app = typer.Typer(
+    help="watchkeeper: self-hosted ML observability.", no_args_is_help=True, add_completion=False
+)
+runs_app = typer.Typer(help="Tracked runs.", no_args_is_help=True)
+db_app = typer.Typer(help="The store's database schema.", no_args_is_help=True)
+artifacts_app = typer.Typer(help="Artifacts logged by runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+app.add_typer(artifacts_app, name="artifacts")
+
+UriOption = Annotated[
+    str | None, typer.Option("--uri", help="Store URI (default: WATCHKEEPER_URI or ./.watchkeeper).")
+]
+ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")]
+
+STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "crashed": "bold red"}
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False, width=max(Console().width, 120))
+
+
+def _open(uri: str | None) -> Store:
+    try:
+        return Store(uri or default_uri())
+    except WatchkeeperError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def fmt_number(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.6g}"
+    return str(v)
+
+
+def fmt_value(v: Any) -> str:
+    if isinstance(v, dict) and v.get("_type") == "table":
+        return f"table ({v['rows']} rows, step {v['step']})"
+    if isinstance(v, dict | list):
+        return json.dumps(v, default=str)
+    return fmt_number(v)
+
+
+def fmt_time(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+@runs_app.command("list")
+def runs_list(
+    uri: UriOption = None,
+    project: ProjectOption = None,
+    status: Annotated[str | None, typer.Option(help="running, finished, failed or crashed.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+) -> None:
+    """List runs, newest first."""
+    store = _open(uri)
+    store.runs.reap()
+    try:
+        runs = store.runs.list(project, status=status, limit=limit)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--status") from exc
+    table = RichTable(title=f"runs ({len(runs)})", title_justify="left")
+    for col in ("id", "project", "name", "job type", "model", "status", "created", "duration", "steps"):
+        table.add_column(col, no_wrap=col in ("id", "created"))
+    for r in runs:
+        model = f"{r.model}@{r.version}" if r.model and r.version else (r.model or "")
+        style = STATUS_STYLE.get(r.status, "")
+        table.add_row(
+            r.id,
+            r.project,
+            r.name,
+            r.job_type or "",
+            model,
+            f"[{style}]{r.status}[/{style}]" if style else r.status,
+            fmt_time(r.created_at),
+            fmt_duration(r.duration),
+            "" if r.last_step is None else str(r.last_step + 1),
+        )
+    _console().print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run: Annotated[str, typer.Argument(help="Run id, or a run name that is unique.")],
+    uri: UriOption = None,
+    project: ProjectOption = None,
+) -> None:
+    """Show one run: its config, summary, the last value of every logged key, tables and artifacts."""
+    store = _open(uri)
+    store.runs.reap()
+    try:
+        info = store.runs.get(run, project)
+    except KeyError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc.args[0]}")
+        raise typer.Exit(1) from exc
+    console = _console()
+    style = STATUS_STYLE.get(info.status, "")
+    head = RichTable.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    rows = [
+        ("run", f"{info.name} ({info.id})"),
+        ("project", info.project),
+        (
+            "status",
+            f"[{style}]{info.status}[/{style}]"
+            + (f" (exit code {info.exit_code})" if info.exit_code else ""),
+        ),
+        ("job type", info.job_type or "-"),
+        ("model", f"{info.model or '-'}" + (f" version {info.version}" if info.version else "")),
+        ("group", info.group or "-"),
+        ("tags", ", ".join(info.tags) or "-"),
+        ("created", fmt_time(info.created_at)),
+        ("duration", fmt_duration(info.duration)),
+        ("host", f"{info.host or '-'} (pid {info.pid})"),
+    ]
+    if info.notes:
+        rows.append(("notes", info.notes))
+    if info.error:
+        rows.append(("error", f"[red]{info.error}[/red]"))
+    for k, v in rows:
+        head.add_row(k, v)
+    console.print(head)
+
+    if info.config:
+        t = RichTable(title="config", title_justify="left")
+        t.add_column("key")
+        t.add_column("value")
+        for k, v in sorted(info.config.items()):
+            t.add_row(k, fmt_value(v))
+        console.print(t)
+
+    series = store.signals.summaries(info.id)
+    logged = {s.name for s in series}
+    extra = {k: v for k, v in info.summary.items() if k not in logged}
+    if extra:
+        t = RichTable(title="summary", title_justify="left")
+        t.add_column("key")
+        t.add_column("value")
+        for k, v in sorted(extra.items()):
+            t.add_row(k, fmt_value(v))
+        console.print(t)
+
+    if series:
+        t = RichTable(title=f"logged keys ({len(series)})", title_justify="left")
+        for col in ("key", "last", "step", "points", "min", "max"):
+            t.add_column(col, justify="left" if col == "key" else "right")
+        for s in series:
+            last = (
+                info.summary.get(s.name, s.last)
+                if isinstance(info.summary.get(s.name), int | float)
+                else s.last
+            )
+            t.add_row(
+                s.name,
+                fmt_number(last),
+                "-" if s.step is None else str(s.step),
+                str(s.count),
+                fmt_number(s.min),
+                fmt_number(s.max),
+            )
+        console.print(t)
+
+    tables = store.samples.tables(info.id)
+    if tables:
+        t = RichTable(title="tables", title_justify="left")
+        for col in ("key", "step", "rows"):
+            t.add_column(col)
+        for ref in tables:
+            t.add_row(ref.key, "-" if ref.step is None else str(ref.step), str(ref.rows))
+        console.print(t)
+
+    arts = store.artifacts.list(run_id=info.id)
+    if arts:
+        t = RichTable(title="artifacts", title_justify="left")
+        for col in ("artifact", "type", "files", "size", "digest"):
+            t.add_column(col)
+        for a in arts:
+            t.add_row(a.ref, a.type, str(a.file_count), _fmt_bytes(a.size), a.digest[:12])
+        console.print(t)
+
+
+def _fmt_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+@artifacts_app.command("list")
+def artifacts_list(uri: UriOption = None, project: ProjectOption = None) -> None:
+    """List artifact versions."""
+    store = _open(uri)
+    table = RichTable(title="artifacts", title_justify="left")
+    for col in ("project", "artifact", "type", "files", "size", "logged by", "created"):
+        table.add_column(col)
+    for a in store.artifacts.list(project):
+        table.add_row(
+            a.project,
+            a.ref,
+            a.type,
+            str(a.file_count),
+            _fmt_bytes(a.size),
+            a.created_by or "-",
+            fmt_time(a.created_at),
+        )
+    _console().print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(uri: UriOption = None) -> None:
+    """Migrate the database to the schema this watchkeeper needs (creating it if it is empty)."""
+    target = uri or default_uri()
+    try:
+        engine = create_engine(target)
+        before = migrate.current(engine)
+        migrate.upgrade(engine)
+        after = migrate.current(engine)
+    except WatchkeeperError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if before == after:
+        typer.echo(f"already at schema revision {after}")
+    else:
+        typer.echo(f"upgraded schema revision {before or 'none'} -> {after}")
+
+
+@db_app.command("current")
+def db_current(uri: UriOption = None) -> None:
+    """Print the database's schema revision and the one this watchkeeper needs."""
+    engine = create_engine(uri or default_uri())
+    typer.echo(f"database: {migrate.current(engine) or 'none'}\nthis watchkeeper needs: {migrate.head()}")
+
+
+@app.command()
+def demo(
+    uri: UriOption = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs to simulate.")] = 30,
+) -> None:
+    """Log a simulated training run into the store and show it."""
+    from watchkeeper.demo import train
+
+    run_id = train(uri=uri or default_uri(), epochs=epochs)
+    runs_show(run_id, uri=uri, project=None)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        from watchkeeper import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()

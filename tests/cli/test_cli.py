@@ -1,0 +1,91 @@
+"""The CLI through Typer's runner: exit codes and what a person reads."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from typer.testing import CliRunner
+
+import watchkeeper as wk
+from watchkeeper.cli import app, fmt_duration, fmt_number
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+def _plain(text: str) -> str:
+    """Output without rich's box drawing and line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def _logged_run(uri: str) -> wk.Run:
+    run = wk.init(
+        project="net", name="ae-1", job_type="train", config={"lr": 0.001}, model="kpi-ae", version=2, uri=uri
+    )
+    for i in range(5):
+        run.log({"loss": 1.0 / (i + 1), "bad": math.nan})
+    run.log({"examples": wk.Table(columns=["a"], data=[[1], [2]])})
+    run.summary["best_auc"] = 0.97
+    run.finish()
+    return run
+
+
+def test_runs_list_shows_runs(sqlite_uri):
+    run = _logged_run(sqlite_uri)
+    result = runner.invoke(app, ["runs", "list", "--uri", sqlite_uri])
+    assert result.exit_code == 0, result.output
+    assert run.id in result.output and "ae-1" in result.output and "kpi-ae@2" in result.output
+    assert "finished" in result.output
+    assert "runs (1)" in result.output
+
+
+def test_runs_show_prints_config_summary_and_last_values(sqlite_uri):
+    run = _logged_run(sqlite_uri)
+    result = runner.invoke(app, ["runs", "show", "ae-1", "--uri", sqlite_uri])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert run.id in out and "kpi-ae version 2" in out
+    assert "lr" in out and "0.001" in out
+    assert "best_auc" in out and "0.97" in out
+    loss_line = next(line for line in out.splitlines() if "│ loss" in line)
+    assert loss_line.split("│")[2].strip() == "0.2"  # last value
+    assert loss_line.split("│")[4].strip() == "5"  # points
+    bad_line = next(line for line in out.splitlines() if "│ bad" in line)
+    assert bad_line.split("│")[2].strip() == "NaN"
+    assert "examples" in out and "2" in out
+
+
+def test_runs_show_unknown_run_fails_cleanly(sqlite_uri):
+    _logged_run(sqlite_uri)
+    result = runner.invoke(app, ["runs", "show", "nope", "--uri", sqlite_uri])
+    assert result.exit_code == 1
+    assert "no run with id or name 'nope'" in result.output
+
+
+def test_runs_list_rejects_an_unknown_status(sqlite_uri):
+    result = runner.invoke(app, ["runs", "list", "--uri", sqlite_uri, "--status", "sleeping"])
+    assert result.exit_code == 2
+    assert "status must be one of running, finished, failed, crashed, got 'sleeping'" in _plain(result.output)
+
+
+def test_db_upgrade_on_a_current_database(sqlite_uri):
+    result = runner.invoke(app, ["db", "upgrade", "--uri", sqlite_uri])
+    assert result.exit_code == 0 and "none -> 0002" in result.output
+    result = runner.invoke(app, ["db", "upgrade", "--uri", sqlite_uri])
+    assert result.exit_code == 0 and "already at schema revision 0002" in result.output
+    result = runner.invoke(app, ["db", "current", "--uri", sqlite_uri])
+    assert "database: 0002" in result.output
+
+
+def test_demo_logs_a_run_and_shows_it(sqlite_uri):
+    result = runner.invoke(app, ["demo", "--uri", sqlite_uri, "--epochs", "5"])
+    assert result.exit_code == 0, result.output
+    assert "autoencoder-demo" in result.output and "val/roc_auc" in result.output
+    assert "kpi-ae:v1" in result.output and "examples" in result.output
+
+
+def test_formatting_helpers():
+    assert (
+        fmt_number(math.nan) == "NaN" and fmt_number(-math.inf) == "-inf" and fmt_number(1 / 3) == "0.333333"
+    )
+    assert fmt_duration(3725) == "1h02m05s" and fmt_duration(65) == "1m05s"

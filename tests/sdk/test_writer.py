@@ -1,0 +1,115 @@
+"""The background writer: retries a failing store, applies every batch once, and never raises into log()."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+import watchkeeper as wk
+from watchkeeper.errors import StoreError
+from watchkeeper.sdk.run import Run
+from watchkeeper.sdk.transport import LocalTransport
+from watchkeeper.store import Batch, Store, WriteResult
+
+
+class FlakyTransport(LocalTransport):
+    """Fails the first ``failures`` sends; every other one applies the batch but loses the acknowledgement,
+    so the writer must resend, and the store must recognise the resend."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        super().__init__(store)
+        self.failures = failures
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def send(self, batch: Batch) -> WriteResult:
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        if n == 1:
+            return super().send(batch)  # the run start
+        if n <= 1 + self.failures:
+            raise StoreError("database is locked (simulated)")
+        if n % 2 == 0:
+            super().send(batch)
+            raise StoreError("connection reset after commit (simulated)")
+        return super().send(batch)
+
+
+def test_failing_store_then_recovery_loses_nothing_and_duplicates_nothing(sqlite_uri, caplog):
+    store = Store(sqlite_uri)
+    transport = FlakyTransport(Store(sqlite_uri), failures=3)
+    run = Run(transport, project="p", flush_interval=0.01)
+    with caplog.at_level(logging.WARNING, logger="watchkeeper"):
+        for i in range(30_000):
+            run.log({"x": i})
+        run.finish()
+    assert "could not write to the store" in caplog.text
+    (s,) = store.signals.summaries(run.id)
+    assert (s.count, s.min, s.max) == (30_000, 0.0, 29_999.0)
+    assert store.runs.get(run.id).status == "finished"
+
+
+def test_a_store_that_never_recovers_does_not_raise_and_says_what_was_lost(sqlite_uri, caplog):
+    transport = FlakyTransport(Store(sqlite_uri), failures=10**9)
+    run = Run(transport, project="p", flush_interval=0.01, finish_timeout=0.3)
+    with caplog.at_level(logging.WARNING, logger="watchkeeper"):
+        for i in range(1000):
+            run.log({"x": i})
+        run.finish()  # returns after the timeout, no exception
+    assert "1000 points could not be written" in caplog.text
+
+
+def test_a_full_queue_drops_counts_and_reports(sqlite_uri, caplog):
+    transport = FlakyTransport(Store(sqlite_uri), failures=0)
+    run = Run(transport, project="p", max_queue=100, flush_interval=3600)
+    with caplog.at_level(logging.WARNING, logger="watchkeeper"):
+        for i in range(250):
+            run.log({"x": i})
+    assert "dropping new steps" in caplog.text
+    run.finish()
+    info = Store(sqlite_uri).runs.get(run.id)
+    assert info.summary["_dropped_steps"] == 150
+    assert Store(sqlite_uri).signals.summaries(run.id)[0].count == 100
+
+
+def test_logging_from_several_threads_keeps_every_point(sqlite_uri):
+    run = wk.init(project="p", uri=sqlite_uri, flush_interval=0.01)
+
+    def work(k: int) -> None:
+        for i in range(5000):
+            run.log({f"t{k}": i})
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.finish()
+    counts = {s.name: s.count for s in Store(sqlite_uri).signals.summaries(run.id)}
+    assert counts == {f"t{k}": 5000 for k in range(4)}
+
+
+def test_a_forked_child_does_not_write_or_hang(sqlite_uri):
+    import os
+
+    run = wk.init(project="p", uri=sqlite_uri)
+    run.log({"x": 1})
+    pid = os.fork()
+    if pid == 0:  # child: logging must neither raise nor block, and exit must be clean
+        try:
+            run.log({"x": 2})
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    run.finish()
+    assert Store(sqlite_uri).signals.summaries(run.id)[0].count == 1
+
+
+@pytest.mark.parametrize("bad_uri", ["mysql://x@y/z", "not a uri"])
+def test_bad_store_uri_is_a_clear_error(bad_uri):
+    with pytest.raises(StoreError, match=r"sqlite|database URL"):
+        wk.init(project="p", uri=bad_uri)

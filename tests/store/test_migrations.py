@@ -1,0 +1,85 @@
+"""The schema revisions: created on first open, checked on every open, upgraded only on request."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from watchkeeper.errors import SchemaOutdatedError, SchemaTooNewError
+from watchkeeper.store import Store, migrate
+from watchkeeper.store.engine import create_engine
+from watchkeeper.store.schema import metadata
+
+
+def test_first_open_creates_the_schema_at_head(empty_uri):
+    Store(empty_uri).close()
+    assert migrate.current(create_engine(empty_uri)) == migrate.head() == "0002"
+
+
+def test_migrations_build_exactly_the_schema_the_queries_use(empty_uri):
+    engine = create_engine(empty_uri)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert diff == []
+
+
+def test_an_old_schema_fails_with_the_upgrade_command_and_upgrades(empty_uri):
+    engine = create_engine(empty_uri)
+    migrate.upgrade(engine, "0001")
+    with pytest.raises(SchemaOutdatedError) as info:
+        Store(empty_uri)
+    message = str(info.value)
+    assert "revision 0001" in message and "needs 0002" in message
+    assert "watchkeeper db upgrade --uri" in message
+
+    from typer.testing import CliRunner
+
+    from watchkeeper.cli import app
+
+    result = CliRunner().invoke(app, ["db", "upgrade", "--uri", empty_uri])
+    assert result.exit_code == 0, result.output
+    assert "0001 -> 0002" in result.output
+    Store(empty_uri).close()  # opens now
+
+
+def test_a_newer_schema_is_refused(empty_uri):
+    engine = create_engine(empty_uri)
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaTooNewError, match="newer watchkeeper"):
+        Store(empty_uri)
+
+
+def test_a_foreign_database_is_not_taken_over(sqlite_uri):
+    engine = create_engine(sqlite_uri)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE someone_elses (x INTEGER)"))
+    with pytest.raises(SchemaOutdatedError, match="no watchkeeper schema revision"):
+        Store(sqlite_uri)
+
+
+def test_downgrade_then_upgrade_round_trips(sqlite_uri):
+    engine = create_engine(sqlite_uri)
+    migrate.upgrade(engine)
+    from alembic import command
+
+    cfg = migrate._config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+        conn.commit()
+    assert sa.inspect(engine).get_table_names() == ["alembic_version"]
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == "0002"
+
+
+def test_sqlite_store_uses_wal(sqlite_uri):
+    store = Store(sqlite_uri)
+    with store.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    store.close()
