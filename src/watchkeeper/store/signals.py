@@ -142,11 +142,13 @@ def write_points(store: Store, conn: sa.Connection, batches: list[Points]) -> No
     from watchkeeper.store.engine import positional_insert
 
     rows: list[tuple] = []
+    sqlite = conn.dialect.name == "sqlite"
     for p in batches:
         if not len(p):
             continue
         ids = store.series_ids(conn, p.project, p.subject, p.run_id, p.labels, set(p.name))
-        values = [None if v != v else v for v in p.value]  # NaN is stored as NULL
+        # NaN is stored as NULL; SQLite's driver already binds NaN as NULL, other drivers need telling
+        values = p.value if sqlite else [None if v != v else v for v in p.value]
         rows.extend(zip(map(ids.__getitem__, p.name), p.step, p.t, values, strict=True))
     if rows:
         conn.exec_driver_sql(positional_insert(conn.dialect, points, _POINT_COLUMNS), rows)
