@@ -1,0 +1,7 @@
+"""Column and dataset profiles built from sketches: mergeable, serialisable summaries of data."""
+
+from watchkeeper.profile.column import KINDS, ColumnProfile
+from watchkeeper.profile.dataset import Profile, profile
+from watchkeeper.profile.vector import VectorSummary
+
+__all__ = ["KINDS", "ColumnProfile", "Profile", "VectorSummary", "profile"]
