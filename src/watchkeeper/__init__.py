@@ -17,6 +17,7 @@ from watchkeeper.errors import (
     UsageError,
     WatchkeeperError,
 )
+from watchkeeper.profile import ColumnProfile, Profile, profile
 from watchkeeper.sdk import (
     Config,
     Image,
@@ -26,14 +27,17 @@ from watchkeeper.sdk import (
     current_run,
     finish,
     init,
+    load_reference,
     log,
     log_artifact,
 )
 from watchkeeper.store import Store
 
 __all__ = [
+    "ColumnProfile",
     "Config",
     "Image",
+    "Profile",
     "Run",
     "SchemaOutdatedError",
     "SchemaTooNewError",
@@ -47,8 +51,10 @@ __all__ = [
     "current_run",
     "finish",
     "init",
+    "load_reference",
     "log",
     "log_artifact",
+    "profile",
 ]
 
 

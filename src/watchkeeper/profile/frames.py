@@ -1,5 +1,8 @@
 """Turning what a user profiles into named columns, without converting row by row.
 
+A missing value is None (or pandas' NA and NaT, or an Arrow null); a float NaN is a value, counted as NaN,
+except in pandas object columns, where pandas itself uses NaN to mean missing.
+
 Accepted: pandas and polars DataFrames, pyarrow Tables and RecordBatches, numpy arrays (1-D, 2-D,
 structured), dicts of arrays or lists, and lists of dicts (records). Each column becomes a pyarrow array when
 its values have one type, or a numpy object array when they do not (a column that mixes ints and strings),
@@ -44,10 +47,14 @@ def _check_names(names: Sequence[Any]) -> list[str]:
     return out
 
 
-def to_arrow_or_objects(values: Any) -> ColumnValues:
-    """A pyarrow array of ``values`` if they share one type, else a numpy object array."""
+def to_arrow_or_objects(values: Any, *, from_pandas: bool = False) -> ColumnValues:
+    """A pyarrow array of ``values`` if they share one type, else a numpy object array.
+
+    ``from_pandas`` reads NaN as missing, pandas' convention for object columns; elsewhere a float NaN is a
+    value (counted as NaN) and only None is missing.
+    """
     try:
-        return pa.array(values, from_pandas=True)
+        return pa.array(values, from_pandas=from_pandas)
     except _ARROW_ERRORS:
         arr = np.empty(len(values), dtype=object)
         arr[:] = list(values)
@@ -87,11 +94,13 @@ def as_frame(data: Any) -> Frame:
 
 def _pandas_column(series: Any) -> ColumnValues:
     if series.dtype == object:
-        return to_arrow_or_objects(series.to_numpy())
-    try:
+        return to_arrow_or_objects(series.to_numpy(), from_pandas=True)
+    if series.dtype.kind == "f":  # numpy floats: NaN is a value here, counted as NaN
+        return pa.array(series.to_numpy())
+    try:  # extension dtypes (nullable ints, categoricals, datetimes): pd.NA and NaT become nulls
         return pa.array(series, from_pandas=True)
     except _ARROW_ERRORS:
-        return to_arrow_or_objects(series.to_numpy(dtype=object))
+        return to_arrow_or_objects(series.to_numpy(dtype=object), from_pandas=True)
 
 
 def _polars_column(series: Any) -> ColumnValues:

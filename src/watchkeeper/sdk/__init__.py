@@ -1,6 +1,6 @@
 """The SDK: runs, what they log, and how it reaches the store."""
 
-from watchkeeper.sdk.api import current_run, finish, init, log, log_artifact
+from watchkeeper.sdk.api import current_run, finish, init, load_reference, log, log_artifact
 from watchkeeper.sdk.image import Image
 from watchkeeper.sdk.run import Config, Run, Summary
 from watchkeeper.sdk.table import Table
@@ -14,6 +14,7 @@ __all__ = [
     "current_run",
     "finish",
     "init",
+    "load_reference",
     "log",
     "log_artifact",
 ]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from watchkeeper.errors import UsageError
+from watchkeeper.profile import Profile
 from watchkeeper.sdk.run import Run
 from watchkeeper.sdk.transport import LocalTransport
 from watchkeeper.store import ArtifactVersion, Store
@@ -126,6 +127,21 @@ def finish(exit_code: int | None = None) -> None:
     """Finish the current run, if there is one."""
     if _current is not None:
         _current.finish(exit_code)
+
+
+def load_reference(
+    model: str,
+    version: str | int,
+    name: str = "train",
+    *,
+    project: str | None = None,
+    uri: str | None = None,
+) -> Profile:
+    """The reference profile ``name`` of a model version, as logged by ``run.log_reference``."""
+    project = project or os.environ.get("WATCHKEEPER_PROJECT") or "uncategorized"
+    with Store(uri) as store:
+        stored = store.profiles.reference(project, model, str(version), name)
+    return Profile.from_bytes(stored.data)
 
 
 def _forget(run: Run) -> None:

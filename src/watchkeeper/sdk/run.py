@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from watchkeeper.errors import UsageError
+from watchkeeper.profile import Profile, profile
 from watchkeeper.sdk import values as _values
 from watchkeeper.sdk.image import Image
 from watchkeeper.sdk.table import Table
@@ -40,12 +41,14 @@ from watchkeeper.store import (
     ArtifactVersion,
     Batch,
     Points,
+    ProfileLog,
     RunStart,
     RunUpdate,
     SampleRows,
     codec,
 )
 from watchkeeper.store.blobs import digest_file
+from watchkeeper.store.profiles import model_subject
 from watchkeeper.store.runs import HEARTBEAT_EVERY
 
 log = logging.getLogger("watchkeeper")
@@ -462,6 +465,38 @@ class Run:
         )
         codec.encode(record.metadata, where="metadata")
         return self._transport.send(Batch(artifacts=[record])).artifacts[0]
+
+    def log_reference(
+        self, data: Any, name: str = "train", *, schema: Mapping[str, str] | None = None
+    ) -> Profile:
+        """Profile ``data`` (a DataFrame, Arrow table, array, ... or a ready ``Profile``) and store it as the
+        reference ``name`` of this run's model version, the baseline its production monitor compares with.
+
+        Needs ``model`` and ``version`` in ``wk.init``. Logging the same name again replaces the reference.
+        Returns the profile.
+        """
+        self._check_active("log_reference")
+        if not self.model or not self.version:
+            raise UsageError(
+                "log_reference needs the run's model and version: wk.init(..., model='name', version='1')"
+            )
+        name = _check_name("reference name", name)
+        prof = data if isinstance(data, Profile) else profile(data, schema=schema)
+        if self._transport is not None:
+            now = time.time()
+            record = ProfileLog(
+                project=self.project,
+                subject=model_subject(self.model, self.version),
+                kind="reference",
+                window_start=now,
+                window_end=now,
+                rows=prof.rows,
+                data=prof.to_bytes(),
+                run_id=self.id,
+                reference=(self.model, self.version, name),
+            )
+            self._transport.send(Batch(profiles=[record]))
+        return prof
 
     def use_artifact(self, ref: str, root: str | os.PathLike[str] | None = None) -> Path:
         """Download artifact ``ref`` (``name``, ``name:latest`` or ``name:vN``) of this project into ``root``

@@ -102,6 +102,24 @@ class ArtifactLog:
 
 
 @dataclass(slots=True)
+class ProfileLog:
+    """A serialised profile (``watchkeeper.profile.Profile.to_bytes()``): a window of traffic, or a model
+    version's reference when ``reference`` names it (model, version, name); a reference logged again under
+    the same name replaces the earlier one."""
+
+    project: str
+    subject: str
+    kind: str  # "window", "reference", "rollup"
+    window_start: float
+    window_end: float
+    rows: int
+    data: bytes
+    format_version: int = 1
+    run_id: str | None = None
+    reference: tuple[str, str, str] | None = None  # (model, version, name)
+
+
+@dataclass(slots=True)
 class Batch:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     runs: list[RunStart] = field(default_factory=list)
@@ -109,11 +127,18 @@ class Batch:
     points: list[Points] = field(default_factory=list)
     samples: list[SampleRows] = field(default_factory=list)
     artifacts: list[ArtifactLog] = field(default_factory=list)
+    profiles: list[ProfileLog] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> content, written before the rows
 
     def __bool__(self) -> bool:
         return bool(
-            self.runs or self.run_updates or self.points or self.samples or self.artifacts or self.blobs
+            self.runs
+            or self.run_updates
+            or self.points
+            or self.samples
+            or self.artifacts
+            or self.profiles
+            or self.blobs
         )
 
     @property

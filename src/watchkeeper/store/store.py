@@ -1,7 +1,7 @@
 """The store: one SQLAlchemy Core implementation for every SQL database, picked by URI.
 
 ``Store(uri)`` opens (and on first use creates) the database, checks its schema revision, and exposes the
-queries by table family (``runs``, ``signals``, ``samples``, ``artifacts``) and one write path,
+queries by table family (``runs``, ``signals``, ``samples``, ``artifacts``, ``profiles``) and one write path,
 :meth:`Store.write`, that applies a :class:`~watchkeeper.store.batch.Batch` in one transaction.
 """
 
@@ -29,6 +29,7 @@ from watchkeeper.store.engine import (
     insert_ignore,
     sqlite_path,
 )
+from watchkeeper.store.profiles import Profiles, write_profiles
 from watchkeeper.store.runs import Runs, write_starts, write_updates
 from watchkeeper.store.samples import Samples, write_samples
 from watchkeeper.store.schema import ingest_batches, projects, series
@@ -68,6 +69,7 @@ class Store:
         self.signals = Signals(self)
         self.samples = Samples(self)
         self.artifacts = Artifacts(self)
+        self.profiles = Profiles(self)
         self._cache_lock = threading.Lock()
         self._project_ids: dict[str, int] = {}
         self._series_ids: dict[tuple[int, str, str, str], int] = {}
@@ -124,6 +126,8 @@ class Store:
                 if batch.samples:
                     write_samples(self, conn, batch.samples)
                 versions = write_artifacts(self, conn, batch.artifacts) if batch.artifacts else []
+                if batch.profiles:
+                    write_profiles(self, conn, batch.profiles)
         except sa.exc.SQLAlchemyError as exc:
             # ids cached during a rolled-back transaction may not exist
             with self._cache_lock:

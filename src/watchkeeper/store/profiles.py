@@ -1,0 +1,194 @@
+"""Profiles: serialised dataset profiles of traffic windows and of model versions' references.
+
+The store keeps the bytes (``watchkeeper.profile.Profile.to_bytes()``) and never reads inside them: profiles
+are read back and merged by the layers above, so the store stays independent of the profile format.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from watchkeeper.store.batch import ProfileLog
+from watchkeeper.store.schema import model_versions, profiles, projects, references
+
+if TYPE_CHECKING:
+    from watchkeeper.store.store import Store
+
+
+def model_subject(model: str, version: str) -> str:
+    """The subject under which a model version's profiles and signals are kept."""
+    return f"model:{model}@{version}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProfile:
+    id: int
+    project: str
+    subject: str
+    kind: str
+    window_start: float
+    window_end: float
+    rows: int
+    format_version: int
+    data: bytes
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceInfo:
+    project: str
+    model: str
+    version: str
+    name: str
+    profile_id: int
+    rows: int
+    run_id: str | None
+    created_at: float
+
+
+class Profiles:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def references(self, project: str | None = None, model: str | None = None) -> list[ReferenceInfo]:
+        q = (
+            sa.select(references, projects.c.name.label("project_name"), profiles.c.rows)
+            .join(projects, projects.c.id == references.c.project_id)
+            .join(profiles, profiles.c.id == references.c.profile_id)
+            .order_by(references.c.model, references.c.version, references.c.name)
+        )
+        if project is not None:
+            q = q.where(projects.c.name == project)
+        if model is not None:
+            q = q.where(references.c.model == model)
+        with self._store.connect() as conn:
+            return [
+                ReferenceInfo(
+                    project=r.project_name,
+                    model=r.model,
+                    version=r.version,
+                    name=r.name,
+                    profile_id=r.profile_id,
+                    rows=r.rows,
+                    run_id=r.run_id,
+                    created_at=r.created_at,
+                )
+                for r in conn.execute(q)
+            ]
+
+    def reference(self, project: str, model: str, version: str, name: str = "train") -> StoredProfile:
+        """The reference profile ``name`` of a model version; KeyError when there is none."""
+        q = (
+            sa.select(profiles, projects.c.name.label("project_name"))
+            .join(references, references.c.profile_id == profiles.c.id)
+            .join(projects, projects.c.id == references.c.project_id)
+            .where(
+                projects.c.name == project,
+                references.c.model == model,
+                references.c.version == version,
+                references.c.name == name,
+            )
+        )
+        with self._store.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            raise KeyError(
+                f"no reference {name!r} for model {model!r} version {version!r} in project {project!r}"
+            )
+        return _stored(row)
+
+    def windows(
+        self, project: str, subject: str, start: float | None = None, end: float | None = None
+    ) -> list[StoredProfile]:
+        """Window profiles of ``subject`` overlapping [start, end), oldest first."""
+        q = (
+            sa.select(profiles, projects.c.name.label("project_name"))
+            .join(projects, projects.c.id == profiles.c.project_id)
+            .where(projects.c.name == project, profiles.c.subject == subject, profiles.c.kind == "window")
+            .order_by(profiles.c.window_start, profiles.c.id)
+        )
+        if start is not None:
+            q = q.where(profiles.c.window_end > start)
+        if end is not None:
+            q = q.where(profiles.c.window_start < end)
+        with self._store.connect() as conn:
+            return [_stored(r) for r in conn.execute(q)]
+
+
+def _stored(row: sa.Row) -> StoredProfile:
+    m = row._mapping
+    return StoredProfile(
+        id=m["id"],
+        project=m["project_name"],
+        subject=m["subject"],
+        kind=m["kind"],
+        window_start=m["window_start"],
+        window_end=m["window_end"],
+        rows=m["rows"],
+        format_version=m["format_version"],
+        data=bytes(m["data"]),
+        run_id=m["run_id"],
+    )
+
+
+def write_profiles(store: Store, conn: sa.Connection, logs: list[ProfileLog]) -> None:
+    from watchkeeper.store.engine import insert_ignore
+
+    for log in logs:
+        project_id = store.project_id(conn, log.project)
+        profile_id = conn.execute(
+            profiles.insert()
+            .values(
+                project_id=project_id,
+                subject=log.subject,
+                run_id=log.run_id,
+                kind=log.kind,
+                window_start=log.window_start,
+                window_end=log.window_end,
+                rows=log.rows,
+                format_version=log.format_version,
+                data=log.data,
+            )
+            .returning(profiles.c.id)
+        ).scalar_one()
+        if log.reference is None:
+            continue
+        model, version, name = log.reference
+        now = time.time()
+        conn.execute(
+            insert_ignore(conn.dialect, model_versions),
+            [
+                {
+                    "project_id": project_id,
+                    "model": model,
+                    "version": version,
+                    "training_run_id": log.run_id,
+                    "created_at": now,
+                }
+            ],
+        )
+        where = (
+            references.c.project_id == project_id,
+            references.c.model == model,
+            references.c.version == version,
+            references.c.name == name,
+        )
+        replaced = conn.execute(
+            references.update().where(*where).values(profile_id=profile_id, run_id=log.run_id, created_at=now)
+        ).rowcount
+        if not replaced:
+            conn.execute(
+                references.insert().values(
+                    project_id=project_id,
+                    model=model,
+                    version=version,
+                    name=name,
+                    profile_id=profile_id,
+                    run_id=log.run_id,
+                    created_at=now,
+                )
+            )
