@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -18,60 +19,54 @@ PG_ADMIN = os.environ.get("WATCHKEEPER_TEST_PG_URI", "postgresql+psycopg://postg
 
 
 def _pg_admin_engine() -> sa.Engine:
-    return sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    """An AUTOCOMMIT connection to the admin database, or a skip saying why there is none."""
+    try:
+        engine = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # no server, no driver, refused: all mean "cannot run here"
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {type(exc).__name__}: {str(exc)[:200]}")
+    return engine
+
+
+@contextmanager
+def _database(prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database (a clone of ``template`` if given), dropped afterwards; yields its URI."""
+    engine = _pg_admin_engine()
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{clause}'))
+    try:
+        yield sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """Name of a database migrated to head, to clone per test; skips when PostgreSQL is unreachable."""
-    try:
-        engine = _pg_admin_engine()
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # no server, no driver, refused: all mean "cannot run here"
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {type(exc).__name__}: {str(exc)[:200]}")
-    name = f"wk_tmpl_{uuid.uuid4().hex[:10]}"
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     from watchkeeper.store import Store
 
-    url = sa.engine.make_url(PG_ADMIN).set(database=name)
-    Store(url.render_as_string(hide_password=False)).close()
-    yield name
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    with _database("wk_tmpl") as uri:
+        Store(uri).close()
+        yield sa.engine.make_url(uri).database
 
 
 @pytest.fixture
 def pg_uri(pg_template: str) -> Iterator[str]:
     """A fresh PostgreSQL database at the current schema."""
-    engine = _pg_admin_engine()
-    name = f"wk_test_{uuid.uuid4().hex[:10]}"
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    yield sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    with _database("wk_test", template=pg_template) as uri:
+        yield uri
 
 
 @pytest.fixture
 def empty_pg_uri() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (no schema); skips when PostgreSQL is unreachable."""
-    try:
-        engine = _pg_admin_engine()
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {type(exc).__name__}: {str(exc)[:200]}")
-    name = f"wk_empty_{uuid.uuid4().hex[:10]}"
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    with _database("wk_empty") as uri:
+        yield uri
 
 
 @pytest.fixture
