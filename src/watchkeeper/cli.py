@@ -182,14 +182,9 @@ def runs_show(
         for col in ("key", "last", "step", "points", "min", "max"):
             t.add_column(col, justify="left" if col == "key" else "right")
         for s in series:
-            last = (
-                info.summary.get(s.name, s.last)
-                if isinstance(info.summary.get(s.name), int | float)
-                else s.last
-            )
             t.add_row(
                 s.name,
-                fmt_number(last),
+                fmt_number(s.last),
                 "-" if s.step is None else str(s.step),
                 str(s.count),
                 fmt_number(s.min),
@@ -204,6 +199,15 @@ def runs_show(
             t.add_column(col)
         for ref in tables:
             t.add_row(ref.key, "-" if ref.step is None else str(ref.step), str(ref.rows))
+        console.print(t)
+
+    refs = [r for r in store.profiles.references(info.project) if r.run_id == info.id]
+    if refs:
+        t = RichTable(title="reference profiles", title_justify="left")
+        for col in ("model", "version", "name", "rows"):
+            t.add_column(col)
+        for r in refs:
+            t.add_row(r.model, r.version, r.name, str(r.rows))
         console.print(t)
 
     arts = store.artifacts.list(run_id=info.id)

@@ -48,6 +48,16 @@ def train(uri: str, epochs: int = 30, seed: int = 0) -> str:
             score = float(rng.uniform(0, 1))
             rows.append([f"device-{i:02d}", wk.Image(kpi, caption="KPI window"), score, score > 0.8])
         run.log({"examples": wk.Table(columns=["device", "window", "anomaly_score", "flagged"], data=rows)})
+        # the profile of the training windows: the baseline the production monitor of kpi-ae v1 compares with
+        kpis = {
+            "latency_ms_mean": rng.lognormal(3.0, 0.4, 20_000),
+            "throughput_mbps_mean": rng.normal(420.0, 60.0, 20_000),
+            "packet_loss_max": rng.beta(1.0, 200.0, 20_000),
+            "device_type": rng.choice(
+                ["edge-router", "core-switch", "access-point"], 20_000, p=[0.5, 0.2, 0.3]
+            ),
+        }
+        run.log_reference(kpis)
         run.summary["best_val_roc_auc"] = best_auc
         run.summary["threshold"] = 0.8
         with tempfile.TemporaryDirectory() as tmp:

@@ -82,6 +82,7 @@ def test_demo_logs_a_run_and_shows_it(sqlite_uri):
     assert result.exit_code == 0, result.output
     assert "autoencoder-demo" in result.output and "val/roc_auc" in result.output
     assert "kpi-ae:v1" in result.output and "examples" in result.output
+    assert "reference profiles" in result.output and "20000" in result.output
 
 
 def test_formatting_helpers():

@@ -113,3 +113,18 @@ def test_a_forked_child_does_not_write_or_hang(sqlite_uri):
 def test_bad_store_uri_is_a_clear_error(bad_uri):
     with pytest.raises(StoreError, match=r"sqlite|database URL"):
         wk.init(project="p", uri=bad_uri)
+
+
+def test_heartbeats_go_out_even_with_a_long_flush_interval(sqlite_uri, monkeypatch):
+    import time
+
+    from watchkeeper.sdk import run as run_module
+
+    monkeypatch.setattr(run_module, "HEARTBEAT_EVERY", 0.05)
+    run = wk.init(project="p", uri=sqlite_uri, flush_interval=3600)
+    first = Store(sqlite_uri).runs.get(run.id).heartbeat_at
+    deadline = time.time() + 10
+    while Store(sqlite_uri).runs.get(run.id).heartbeat_at == first and time.time() < deadline:
+        time.sleep(0.05)
+    assert Store(sqlite_uri).runs.get(run.id).heartbeat_at > first
+    run.finish()

@@ -134,3 +134,20 @@ def test_several_processes_write_one_sqlite_file(sqlite_uri):
     store = Store(sqlite_uri)
     counts = {r.id: store.signals.summaries(r.id)[0].count for r in store.runs.list()}
     assert counts == {f"w{i}": 5000 for i in range(4)}
+
+
+def test_old_batch_ids_are_pruned(sqlite_uri, monkeypatch):
+    import sqlalchemy as sa
+
+    from watchkeeper.store import store as store_module
+    from watchkeeper.store.schema import ingest_batches
+
+    monkeypatch.setattr(store_module, "PRUNE_BATCH_IDS_EVERY", 5)
+    store = Store(sqlite_uri)
+    with store.begin_write() as conn:
+        conn.execute(ingest_batches.insert(), [{"id": "ancient", "received_at": time.time() - 30 * 86400}])
+    for _ in range(5):
+        store.write(Batch(run_updates=[RunUpdate(id="none")]))
+    with store.connect() as conn:
+        ids = set(conn.execute(sa.select(ingest_batches.c.id)).scalars())
+    assert "ancient" not in ids and len(ids) == 5

@@ -227,7 +227,11 @@ class Run:
             )
             transport.send(Batch(runs=[start]))  # synchronous: the run is visible as soon as init returns
             self._writer = Writer(
-                self._next_batch, transport.send, flush_interval=flush_interval, name=self.id
+                self._next_batch,
+                transport.send,
+                flush_interval=flush_interval,
+                name=self.id,
+                max_sleep=HEARTBEAT_EVERY,
             )
             self._writer.start()
 

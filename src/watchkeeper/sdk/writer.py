@@ -31,10 +31,12 @@ class Writer:
         *,
         flush_interval: float,
         name: str,
+        max_sleep: float = 15.0,
     ) -> None:
         self._drain = drain  # builds the next batch from the queue; True = a final drain
         self._send = send
         self.flush_interval = flush_interval
+        self.max_sleep = max_sleep  # wake at least this often, so heartbeats go out whatever the interval
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._send_lock = threading.Lock()
@@ -49,7 +51,7 @@ class Writer:
     def _loop(self) -> None:
         backoff = self.flush_interval
         while not self._stop.is_set():
-            self.wake.wait(backoff)
+            self.wake.wait(min(backoff, self.max_sleep))
             self.wake.clear()
             if self._stop.is_set():
                 break

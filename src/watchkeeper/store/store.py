@@ -35,6 +35,10 @@ from watchkeeper.store.samples import Samples, write_samples
 from watchkeeper.store.schema import ingest_batches, projects, series
 from watchkeeper.store.signals import Signals, labels_key, write_points
 
+KEEP_BATCH_IDS = 7 * 86400.0
+"""Seconds a batch id is remembered: a resend after longer than this would be applied again."""
+PRUNE_BATCH_IDS_EVERY = 1000
+
 
 def default_artifact_root(uri: str) -> Path:
     """Beside a SQLite file (``<dir>/artifacts``); otherwise ``./.watchkeeper/artifacts``."""
@@ -76,6 +80,7 @@ class Store:
         # one in-memory SQLite connection serves every thread, so its use is serialised
         memory = self.engine.dialect.name == "sqlite" and sqlite_path(self.uri) is None
         self._serial: Any = threading.RLock() if memory else None
+        self._writes = 0
 
     # -- connections --------------------------------------------------------------------------------------
 
@@ -117,6 +122,13 @@ class Store:
                 ).first()
                 if inserted is None:
                     return WriteResult(applied=False)
+                self._writes += 1
+                if self._writes % PRUNE_BATCH_IDS_EVERY == 0:
+                    conn.execute(
+                        ingest_batches.delete().where(
+                            ingest_batches.c.received_at < time.time() - KEEP_BATCH_IDS
+                        )
+                    )
                 if batch.runs:
                     write_starts(self, conn, batch.runs)
                 if batch.run_updates:
