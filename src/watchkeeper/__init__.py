@@ -7,35 +7,68 @@
 >>> run.summary["loss"]
 0.3333333333333333
 >>> run.finish()
+
+The SDK and the store (SQLAlchemy, Alembic) load on first use (PEP 562), so profiling a frame does not pay
+for the database stack. ``profile`` and ``drift`` are bound here, after their subpackages are imported:
+they share their names with those subpackages, and a later import of a subpackage would otherwise shadow a
+lazily bound function.
 """
 
-from watchkeeper._version import __version__
-from watchkeeper.errors import (
-    SchemaOutdatedError,
-    SchemaTooNewError,
-    StoreError,
-    UsageError,
-    WatchkeeperError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from watchkeeper.drift import DriftResult, drift
 from watchkeeper.profile import ColumnProfile, Profile, profile
-from watchkeeper.sdk import (
-    Config,
-    Image,
-    Run,
-    Summary,
-    Table,
-    current_run,
-    finish,
-    init,
-    load_reference,
-    log,
-    log_artifact,
-)
-from watchkeeper.store import Store
+
+if TYPE_CHECKING:
+    from watchkeeper.errors import (
+        SchemaOutdatedError,
+        SchemaTooNewError,
+        StoreError,
+        UsageError,
+        WatchkeeperError,
+    )
+    from watchkeeper.sdk import (
+        Config,
+        Image,
+        Run,
+        Summary,
+        Table,
+        current_run,
+        finish,
+        init,
+        load_reference,
+        log,
+        log_artifact,
+    )
+    from watchkeeper.store import Store
+
+_LAZY = {
+    "Config": "watchkeeper.sdk",
+    "Image": "watchkeeper.sdk",
+    "Run": "watchkeeper.sdk",
+    "SchemaOutdatedError": "watchkeeper.errors",
+    "SchemaTooNewError": "watchkeeper.errors",
+    "Store": "watchkeeper.store",
+    "StoreError": "watchkeeper.errors",
+    "Summary": "watchkeeper.sdk",
+    "Table": "watchkeeper.sdk",
+    "UsageError": "watchkeeper.errors",
+    "WatchkeeperError": "watchkeeper.errors",
+    "current_run": "watchkeeper.sdk",
+    "finish": "watchkeeper.sdk",
+    "init": "watchkeeper.sdk",
+    "load_reference": "watchkeeper.sdk",
+    "log": "watchkeeper.sdk",
+    "log_artifact": "watchkeeper.sdk",
+}
 
 __all__ = [
     "ColumnProfile",
     "Config",
+    "DriftResult",
     "Image",
     "Profile",
     "Run",
@@ -49,6 +82,7 @@ __all__ = [
     "WatchkeeperError",
     "__version__",
     "current_run",
+    "drift",
     "finish",
     "init",
     "load_reference",
@@ -58,8 +92,22 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # wk.run, like wandb.run: the current run or None
-    if name == "run":
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # importlib.metadata costs ~50 ms: only when asked
+        from watchkeeper._version import __version__
+
+        return __version__
+    if name == "run":  # wk.run, like wandb.run: the current run or None (not cached: it changes)
+        from watchkeeper.sdk import current_run
+
         return current_run()
-    raise AttributeError(f"module 'watchkeeper' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'watchkeeper' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, "run"])

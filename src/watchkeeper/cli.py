@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -272,6 +273,65 @@ def db_current(uri: UriOption = None) -> None:
     """Print the database's schema revision and the one this watchkeeper needs."""
     engine = create_engine(uri or default_uri())
     typer.echo(f"database: {migrate.current(engine) or 'none'}\nthis watchkeeper needs: {migrate.head()}")
+
+
+@app.command()
+def report(
+    reference: Annotated[
+        str, typer.Argument(help="Reference data: a CSV/Parquet file or a directory of them.")
+    ],
+    current: Annotated[str, typer.Argument(help="Current data: a CSV/Parquet file or a directory of them.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where to write the HTML report.")
+    ] = "drift.html",
+    columns: Annotated[str | None, typer.Option(help="Only these columns, comma-separated.")] = None,
+    alpha: Annotated[float, typer.Option(help="Family-wise error level of the per-column tests.")] = 0.01,
+    drift_share: Annotated[float, typer.Option(help="Share of drifted columns for dataset drift.")] = 0.5,
+) -> None:
+    """Compare two datasets for drift and write a self-contained HTML report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from watchkeeper.drift import drift
+    from watchkeeper.profile.files import data_files, read_table
+
+    err = Console(stderr=True)
+    try:
+        ref_files, cur_files = data_files(reference), data_files(current)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    ) as bar:
+        task = bar.add_task("reading reference", total=len(ref_files))
+        ref = read_table(reference, on_file=lambda _: bar.advance(task))
+        task = bar.add_task("reading current", total=len(cur_files))
+        cur = read_table(current, on_file=lambda _: bar.advance(task))
+        task = bar.add_task("comparing columns", total=None)
+
+        def step(done: int, total: int, column: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"comparing {column[:30]}")
+
+        try:
+            result = drift(
+                ref,
+                cur,
+                columns=columns.split(",") if columns else None,
+                alpha=alpha,
+                drift_share=drift_share,
+                progress=step,
+            )
+        except (KeyError, ValueError) as exc:
+            err.print(f"[red]error:[/red] {exc.args[0] if exc.args else exc}")
+            raise typer.Exit(1) from exc
+        bar.update(task, description="comparing columns")
+    result.to_html(output, title=f"Drift: {Path(current).name} against {Path(reference).name}")
+    verdict = "[red]DRIFT[/red]" if result.drifted else "[green]no drift[/green]"
+    _console().print(
+        f"{verdict}: {len(result.drifted_columns)} of {len(result.compared)} compared columns drifted"
+        + (f" ({', '.join(result.drifted_columns[:8])})" if result.drifted_columns else "")
+        + f"\nreport: {output}"
+    )
 
 
 @app.command()

@@ -90,3 +90,28 @@ def test_formatting_helpers():
         fmt_number(math.nan) == "NaN" and fmt_number(-math.inf) == "-inf" and fmt_number(1 / 3) == "0.333333"
     )
     assert fmt_duration(3725) == "1h02m05s" and fmt_duration(65) == "1m05s"
+
+
+def test_report_compares_files_and_directories(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "ref").mkdir()
+    for i in range(3):
+        pd.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(list("abc"), 2000)}).to_parquet(
+            tmp_path / "ref" / f"part{i}.parquet"
+        )
+    pd.DataFrame({"x": rng.normal(0.5, 1, 3000), "c": rng.choice(list("abc"), 3000)}).to_csv(
+        tmp_path / "cur.csv", index=False
+    )
+    out = tmp_path / "drift.html"
+    result = runner.invoke(app, ["report", str(tmp_path / "ref"), str(tmp_path / "cur.csv"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 compared columns drifted (x)" in _plain(result.output)
+    assert out.exists() and "<svg" in out.read_text()
+
+
+def test_report_names_a_missing_input(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path / "nope"), str(tmp_path / "nope2")])
+    assert result.exit_code == 1 and "no file or directory at" in _plain(result.output)

@@ -1,0 +1,162 @@
+"""Pairing a reference's columns with a current sample's, and saying what can be compared.
+
+For raw data each column becomes numpy values without missing entries: floats for numeric columns
+(timestamps as epoch seconds; NaN and ±inf are counted and left out), int codes over one shared dictionary
+for categorical and boolean columns (so counting them is an integer ``bincount``, not a sort of strings), and
+string lengths for free text. A column that cannot be compared gets a status and a message instead of a
+verdict: present on one side only, no values on a side, different kinds on the two sides, mixed types, or a
+kind no method covers yet (vectors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from watchkeeper.profile.column import TEXT_MIN_DISTINCT_RATIO, TEXT_MIN_MEAN_LENGTH, _epoch_seconds
+from watchkeeper.profile.frames import ColumnValues
+
+OK = "ok"
+ONLY_REFERENCE = "only in reference"
+ONLY_CURRENT = "only in current"
+EMPTY = "no values"
+KIND_MISMATCH = "kind mismatch"
+NOT_COMPARED = "not compared"
+
+
+@dataclass(slots=True)
+class ColumnPair:
+    name: str
+    kind: str  # numeric, categorical, boolean, text, vector, mixed, empty
+    status: str = OK
+    message: str = ""
+    ref: np.ndarray | None = None
+    cur: np.ndarray | None = None
+    labels: list[Any] = field(default_factory=list)  # code -> label, for categorical and boolean
+    ref_rows: int = 0
+    cur_rows: int = 0
+    ref_missing: int = 0  # None/null, NaN and ±inf: left out of the comparison
+    cur_missing: int = 0
+
+
+@dataclass(slots=True)
+class _Side:
+    kind: str
+    values: Any  # pa.Array (no nulls) or np.ndarray
+    rows: int
+    missing: int
+
+
+def _side(values: ColumnValues) -> _Side:
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        present = [v for v in values.tolist() if v is not None]
+        types = {type(v) for v in present}
+        if not present:
+            return _Side("empty", None, len(values), len(values))
+        if types <= {str}:
+            return _side(pa.array(present, type=pa.string()))
+        if all(issubclass(t, int | float) and not issubclass(t, bool) for t in types):
+            return _side(pa.array(present, type=pa.float64()))
+        names = ", ".join(sorted(t.__name__ for t in types))
+        return _Side("mixed", names, len(values), len(values) - len(present))
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if isinstance(arr, np.ndarray):
+        arr = pa.array(arr)
+    rows = len(arr)
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    missing = arr.null_count
+    if missing:
+        arr = pc.drop_null(arr)
+    t = arr.type
+    if len(arr) == 0:
+        return _Side("empty", None, rows, missing)
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_temporal(t):
+        x = (
+            _epoch_seconds(arr)
+            if pa.types.is_temporal(t)
+            else arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        )
+        finite = np.isfinite(x)
+        if not finite.all():
+            missing += int((~finite).sum())
+            x = x[finite]
+        return _Side("numeric" if x.size else "empty", x, rows, missing)
+    if pa.types.is_boolean(t):
+        return _Side("boolean", arr, rows, missing)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return _Side("categorical", arr, rows, missing)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _Side("vector", arr, rows, missing)
+    return _Side("other", arr, rows, missing)
+
+
+def _is_text(arr: pa.Array) -> bool:
+    lengths = pc.utf8_length(arr)
+    mean = pc.mean(lengths).as_py() or 0.0
+    if mean < TEXT_MIN_MEAN_LENGTH:
+        return False
+    return pc.count_distinct(arr).as_py() / len(arr) >= TEXT_MIN_DISTINCT_RATIO
+
+
+def pair_columns(
+    ref_columns: dict[str, ColumnValues], cur_columns: dict[str, ColumnValues]
+) -> list[ColumnPair]:
+    """One ``ColumnPair`` per column of either side, reference order first."""
+    names = list(ref_columns) + [n for n in cur_columns if n not in ref_columns]
+    pairs = []
+    for name in names:
+        if name not in cur_columns:
+            pairs.append(ColumnPair(name, "-", ONLY_REFERENCE, "the column is missing from the current data"))
+            continue
+        if name not in ref_columns:
+            pairs.append(ColumnPair(name, "-", ONLY_CURRENT, "the column is not in the reference"))
+            continue
+        pairs.append(_pair(name, _side(ref_columns[name]), _side(cur_columns[name])))
+    return pairs
+
+
+def _pair(name: str, a: _Side, b: _Side) -> ColumnPair:
+    pair = ColumnPair(
+        name, a.kind, ref_rows=a.rows, cur_rows=b.rows, ref_missing=a.missing, cur_missing=b.missing
+    )
+    if a.kind == "empty" or b.kind == "empty":
+        side = "reference" if a.kind == "empty" else "current data"
+        pair.kind = b.kind if a.kind == "empty" else a.kind
+        pair.status, pair.message = EMPTY, f"the {side} has no values in this column"
+        return pair
+    if "mixed" in (a.kind, b.kind):
+        which = a if a.kind == "mixed" else b
+        pair.kind, pair.status = "mixed", NOT_COMPARED
+        pair.message = f"values of several types ({which.values}); give the column one type to compare it"
+        return pair
+    if a.kind != b.kind:
+        pair.status = KIND_MISMATCH
+        pair.message = f"{a.kind} in the reference, {b.kind} in the current data"
+        return pair
+    if a.kind in ("vector", "other"):
+        pair.status = NOT_COMPARED
+        pair.message = f"{a.kind} columns are profiled but not compared for drift yet"
+        return pair
+    if a.kind == "numeric":
+        pair.ref, pair.cur = a.values, b.values
+    elif a.kind == "categorical" and _is_text(a.values):
+        pair.kind = "text"  # compared by the distribution of lengths: free text has no categories to count
+        pair.ref = pc.utf8_length(a.values).to_numpy(zero_copy_only=False).astype(np.float64)
+        pair.cur = pc.utf8_length(b.values).to_numpy(zero_copy_only=False).astype(np.float64)
+    else:  # categorical, boolean: codes over one dictionary
+        # one type for both sides (a Parquet file may hold large_string where a CSV gives string)
+        common = pa.bool_() if a.kind == "boolean" else pa.large_string()
+        both = (
+            pa.chunked_array([a.values.cast(common), b.values.cast(common)])
+            .dictionary_encode()
+            .combine_chunks()
+        )
+        codes = both.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        pair.labels = both.dictionary.to_pylist()
+        pair.ref, pair.cur = codes[: len(a.values)], codes[len(a.values) :]
+    return pair

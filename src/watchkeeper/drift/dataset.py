@@ -1,0 +1,417 @@
+"""``wk.drift``: compare a reference with current data, per column and for the whole dataset.
+
+Raw data (any table ``wk.profile`` accepts) is compared exactly; two ``Profile`` objects are compared from
+their sketches, with the bounds each method states. The per-column verdict and the dataset verdict follow
+:mod:`watchkeeper.drift.decide`; a column that cannot be compared gets a status and a message, never a
+silent NaN verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from watchkeeper.drift import decide
+from watchkeeper.drift.base import DriftMethod, DriftStatistic
+from watchkeeper.drift.columns import (
+    EMPTY,
+    KIND_MISMATCH,
+    NOT_COMPARED,
+    OK,
+    ONLY_CURRENT,
+    ONLY_REFERENCE,
+    ColumnPair,
+)
+from watchkeeper.drift.columns import pair_columns as _pair_columns
+from watchkeeper.drift.welch import welch_from_moments
+from watchkeeper.profile import Profile
+from watchkeeper.profile.frames import as_frame
+
+DEFAULT_TESTS = {"numeric": "ks+welch", "text": "ks+welch", "categorical": "chi2", "boolean": "ztest"}
+EFFECTS = {
+    "numeric": "wasserstein/std",
+    "text": "wasserstein/std",
+    "categorical": "max share change",
+    "boolean": "max share change",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnDrift:
+    """The comparison of one column."""
+
+    column: str
+    kind: str
+    status: str  # "ok" when compared; otherwise why not (see watchkeeper.drift.columns)
+    drifted: bool | None  # None when the column was not compared
+    method: str | None = None
+    statistic: float = math.nan
+    p_value: float = math.nan
+    p_adjusted: float = math.nan
+    effect_name: str | None = None
+    effect: float = math.nan
+    message: str = ""
+    ref_count: int = 0  # values compared (missing, NaN and ±inf left out)
+    cur_count: int = 0
+    ref_missing: int = 0
+    cur_missing: int = 0
+    plot: dict[str, Any] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    columns: list[ColumnDrift]
+    policy: decide.DriftPolicy
+    source: str  # "raw" or "profiles"
+
+    @property
+    def compared(self) -> list[ColumnDrift]:
+        return [c for c in self.columns if c.drifted is not None]
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.drifted]
+
+    @property
+    def share(self) -> float:
+        """Share of the compared columns that drifted (0 when none could be compared)."""
+        n = len(self.compared)
+        return len(self.drifted_columns) / n if n else 0.0
+
+    @property
+    def drifted(self) -> bool:
+        """The dataset-level decision: at least ``policy.drift_share`` of the compared columns drifted."""
+        return bool(self.compared) and self.share >= self.policy.drift_share
+
+    def __getitem__(self, column: str) -> ColumnDrift:
+        for c in self.columns:
+            if c.column == column:
+                return c
+        raise KeyError(f"no column {column!r} in this drift result")
+
+    def __iter__(self) -> Iterator[ColumnDrift]:
+        return iter(self.columns)
+
+    def table(self) -> Any:
+        """A pandas DataFrame, one row per column: method, statistic, p-value, effect, drifted, status."""
+        import pandas as pd
+
+        rows = [
+            {
+                "column": c.column,
+                "kind": c.kind,
+                "method": c.method,
+                "statistic": c.statistic,
+                "p_value": c.p_value,
+                "p_adjusted": c.p_adjusted,
+                "effect_name": c.effect_name,
+                "effect": c.effect,
+                "drifted": c.drifted,
+                "status": c.status,
+                "message": c.message,
+                "ref_count": c.ref_count,
+                "cur_count": c.cur_count,
+            }
+            for c in self.columns
+        ]
+        return pd.DataFrame(rows).set_index("column")
+
+    def to_html(self, path: str | None = None, *, title: str = "Drift report") -> str:
+        """A self-contained HTML report; written to ``path`` when given. Returns the HTML."""
+        from watchkeeper.report.drift import render
+
+        html = render(self, title=title)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(html)
+        return html
+
+    def __repr__(self) -> str:
+        top = sorted(self.compared, key=lambda c: -(c.effect if not math.isnan(c.effect) else -1))[:3]
+        most = ", ".join(f"{c.column} ({c.effect:.3g})" for c in top if c.drifted)
+        counts = f"{len(self.drifted_columns)} of {len(self.compared)} compared columns drifted"
+        return f"DriftResult(drifted={self.drifted}, {counts}" + (f"; most: {most}" if most else "") + ")"
+
+
+def drift(
+    reference: Any,
+    current: Any,
+    *,
+    columns: list[str] | None = None,
+    alpha: float = 0.01,
+    correction: decide.Correction = "holm",
+    numeric_min_effect: float = 0.05,
+    categorical_min_effect: float = 0.025,
+    drift_share: float = 0.5,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> DriftResult:
+    """Compare ``current`` with ``reference``: two tables (pandas, polars, Arrow, numpy, dicts, records) or
+    two ``Profile`` objects. See :mod:`watchkeeper.drift.decide` for the decision rule and its settings.
+
+    ``progress(done, total, column)`` is called after each column is compared.
+    """
+    policy = decide.DriftPolicy(alpha, correction, numeric_min_effect, categorical_min_effect, drift_share)
+    if isinstance(reference, Profile) != isinstance(current, Profile):
+        raise TypeError("compare two Profiles, or two tables: got one of each")
+    if isinstance(reference, Profile):
+        names = _names(reference, current, columns)
+        results = _each(names, lambda name: _compare_profiles(name, reference, current), progress)
+        source = "profiles"
+    else:
+        ref_frame, cur_frame = as_frame(reference), as_frame(current)
+        wanted = _names(ref_frame.names, cur_frame.names, columns)
+        ref_cols = {n: v for n, v in ref_frame.columns() if n in wanted}
+        cur_cols = {n: v for n, v in cur_frame.columns() if n in wanted}
+        pairs = _pair_columns(ref_cols, cur_cols)
+        results = _each(pairs, _compare_raw, progress, name=lambda p: p.name)
+        source = "raw"
+    return DriftResult(_decide(results, policy), policy, source)
+
+
+def _each(items: list[Any], compare: Callable[[Any], ColumnDrift], progress: Any, name: Any = str) -> list:
+    out = []
+    for i, item in enumerate(items):
+        out.append(compare(item))
+        if progress is not None:
+            progress(i + 1, len(items), name(item))
+    return out
+
+
+def _names(ref: Any, cur: Any, columns: list[str] | None) -> list[str]:
+    ref_names, cur_names = list(ref), list(cur)
+    names = ref_names + [n for n in cur_names if n not in ref_names]
+    if columns is None:
+        return names
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise KeyError(f"columns not in either dataset: {unknown}")
+    return list(columns)
+
+
+def _method(name: str) -> DriftMethod:
+    return DriftMethod.registry()[name]()
+
+
+# -- raw data ---------------------------------------------------------------------------------------------
+
+
+def _compare_raw(pair: ColumnPair) -> ColumnDrift:
+    base = ColumnDrift(
+        column=pair.name,
+        kind=pair.kind,
+        status=pair.status,
+        drifted=None,
+        message=pair.message,
+        ref_count=0 if pair.ref is None else int(pair.ref.size),
+        cur_count=0 if pair.cur is None else int(pair.cur.size),
+        ref_missing=pair.ref_missing,
+        cur_missing=pair.cur_missing,
+    )
+    if pair.status != OK:
+        return base
+    ref, cur = pair.ref, pair.cur
+    assert ref is not None and cur is not None
+    try:
+        if pair.kind in ("numeric", "text"):
+            ks, w = _method("ks").exact(ref, cur), _method("wasserstein").exact(ref, cur)
+            return _numeric(base, ks, w, _welch_raw(ref, cur), _numeric_plot(ref, cur))
+        labels = pair.labels
+        k = len(labels)
+        p = np.bincount(ref, minlength=k) / ref.size
+        q = np.bincount(cur, minlength=k) / cur.size
+        if pair.kind == "boolean":  # the z-test's sign says which way the share of True moved
+            truth = np.array([bool(v) for v in labels])
+            test = _method("ztest").exact(truth[ref], truth[cur])
+        else:
+            test = _method("chi2").exact(ref, cur)
+        return _categorical(base, test, float(np.max(np.abs(p - q))), _categorical_plot(labels, p, q))
+    except ValueError as exc:
+        return replace(base, status=NOT_COMPARED, message=str(exc))
+
+
+def _welch_raw(ref: np.ndarray, cur: np.ndarray) -> float:
+    if ref.size < 2 or cur.size < 2:
+        return 1.0
+    return welch_from_moments(
+        ref.size,
+        float(ref.mean()),
+        float(ref.var(ddof=1)),
+        cur.size,
+        float(cur.mean()),
+        float(cur.var(ddof=1)),
+    )[1]
+
+
+def _numeric(
+    base: ColumnDrift, ks: DriftStatistic, w: DriftStatistic, p_welch: float, plot: dict[str, Any]
+) -> ColumnDrift:
+    assert ks.p_value is not None
+    return replace(
+        base,
+        method="ks+welch",
+        statistic=ks.statistic,
+        p_value=decide.combine_two(ks.p_value, p_welch),
+        effect_name="wasserstein/std",
+        effect=w.statistic,
+        plot=plot,
+    )
+
+
+def _categorical(base: ColumnDrift, test: DriftStatistic, effect: float, plot: dict[str, Any]) -> ColumnDrift:
+    return replace(
+        base,
+        method=test.method,
+        statistic=test.statistic,
+        p_value=test.p_value if test.p_value is not None else math.nan,
+        effect_name="max share change",
+        effect=effect,
+        plot=plot,
+    )
+
+
+PLOT_BINS = 30
+PLOT_CATEGORIES = 20
+
+
+def _numeric_plot(ref: np.ndarray, cur: np.ndarray) -> dict[str, Any]:
+    both_lo = min(np.quantile(ref, 0.005), np.quantile(cur, 0.005))
+    both_hi = max(np.quantile(ref, 0.995), np.quantile(cur, 0.995))
+    if not both_hi > both_lo:
+        both_lo, both_hi = both_lo - 0.5, both_hi + 0.5
+    edges = np.linspace(both_lo, both_hi, PLOT_BINS + 1)
+    clip = lambda x: np.clip(x, both_lo, both_hi)  # noqa: E731 - the tails go into the outer bins
+    p = np.histogram(clip(ref), edges)[0] / ref.size
+    q = np.histogram(clip(cur), edges)[0] / cur.size
+    return {"type": "histogram", "edges": edges.tolist(), "ref": p.tolist(), "cur": q.tolist()}
+
+
+def _categorical_plot(labels: list[Any], p: np.ndarray, q: np.ndarray) -> dict[str, Any]:
+    order = np.argsort(-(p + q), kind="stable")
+    top = order[:PLOT_CATEGORIES]
+    cats = [str(labels[i]) for i in top]
+    ref, cur = p[top].tolist(), q[top].tolist()
+    if len(order) > PLOT_CATEGORIES:
+        rest = order[PLOT_CATEGORIES:]
+        cats.append(f"{len(rest)} others")
+        ref.append(float(p[rest].sum()))
+        cur.append(float(q[rest].sum()))
+    return {"type": "bars", "categories": cats, "ref": ref, "cur": cur}
+
+
+# -- profiles ---------------------------------------------------------------------------------------------
+
+
+def _compare_profiles(name: str, reference: Profile, current: Profile) -> ColumnDrift:
+    if name not in current:
+        return ColumnDrift(
+            name, "-", ONLY_REFERENCE, None, message="the column is missing from the current data"
+        )
+    if name not in reference:
+        return ColumnDrift(name, "-", ONLY_CURRENT, None, message="the column is not in the reference")
+    a, b = reference[name], current[name]
+    kind_a, kind_b = a.kind, b.kind
+    base = ColumnDrift(
+        name,
+        kind_a,
+        OK,
+        None,
+        ref_missing=a.missing + a.counts.nan + a.counts.posinf + a.counts.neginf,
+        cur_missing=b.missing + b.counts.nan + b.counts.posinf + b.counts.neginf,
+    )
+    if "empty" in (kind_a, kind_b):
+        side = "reference" if kind_a == "empty" else "current data"
+        return replace(
+            base,
+            kind=kind_b if kind_a == "empty" else kind_a,
+            status=EMPTY,
+            message=f"the {side} has no values in this column",
+        )
+    if kind_a != kind_b:
+        return replace(
+            base, status=KIND_MISMATCH, message=f"{kind_a} in the reference, {kind_b} in the current data"
+        )
+    try:
+        if kind_a in ("numeric", "datetime"):
+            base = replace(base, kind="numeric", ref_count=a.numeric.moments.n, cur_count=b.numeric.moments.n)
+            if a.numeric.moments.n == 0 or b.numeric.moments.n == 0:
+                side = "reference" if a.numeric.moments.n == 0 else "current data"
+                return replace(base, status=EMPTY, message=f"the {side} has no finite values in this column")
+            ma, mb = a.numeric.moments, b.numeric.moments
+            p_welch = (
+                welch_from_moments(ma.n, ma.mean, ma.variance(ddof=1), mb.n, mb.mean, mb.variance(ddof=1))[1]
+                if ma.n > 1 and mb.n > 1
+                else 1.0
+            )
+            return _numeric(
+                base,
+                _method("ks").on_profiles(a, b),
+                _method("wasserstein").on_profiles(a, b),
+                p_welch,
+                _numeric_plot_profiles(a, b),
+            )
+        if kind_a in ("categorical", "boolean"):
+            p, q, labels = _shares(a, b)
+            base = replace(base, ref_count=_present(a), cur_count=_present(b))
+            test = _method("chi2" if kind_a == "categorical" else "ztest").on_profiles(a, b)
+            return _categorical(base, test, float(np.max(np.abs(p - q))), _categorical_plot(labels, p, q))
+    except ValueError as exc:
+        return replace(base, status=NOT_COMPARED, message=str(exc))
+    return replace(base, status=NOT_COMPARED, message=f"{kind_a} columns are not compared from profiles yet")
+
+
+def _present(col: Any) -> int:
+    if col.strings is not None:
+        return col.strings.seen
+    return col.true_count + col.false_count
+
+
+def _shares(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Category shares of two profile columns over the union of their tracked values."""
+
+    def counts(col: Any) -> dict[Any, int]:
+        if col.strings is not None:
+            return {i.value: i.count for i in col.strings.frequent.top(len(col.strings.frequent))}
+        return {True: col.true_count, False: col.false_count}
+
+    ca, cb = counts(a), counts(b)
+    labels = list(dict.fromkeys([*ca, *cb]))
+    na, nb = max(_present(a), 1), max(_present(b), 1)
+    p = np.array([ca.get(v, 0) for v in labels], dtype=np.float64) / na
+    q = np.array([cb.get(v, 0) for v in labels], dtype=np.float64) / nb
+    return p, q, labels
+
+
+def _numeric_plot_profiles(a: Any, b: Any) -> dict[str, Any]:
+    qa, qb = a.numeric.quantiles, b.numeric.quantiles
+    lo = min(float(qa.quantile(0.005)), float(qb.quantile(0.005)))
+    hi = max(float(qa.quantile(0.995)), float(qb.quantile(0.995)))
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, PLOT_BINS + 1)
+    inner = edges[1:-1]
+    p = np.diff(np.concatenate(([0.0], qa.cdf(inner)[: len(inner)], [1.0])))
+    q = np.diff(np.concatenate(([0.0], qb.cdf(inner)[: len(inner)], [1.0])))
+    return {"type": "histogram", "edges": edges.tolist(), "ref": p.tolist(), "cur": q.tolist()}
+
+
+# -- the decision -----------------------------------------------------------------------------------------
+
+
+def _decide(results: list[ColumnDrift], policy: decide.DriftPolicy) -> list[ColumnDrift]:
+    p = np.array([r.p_value if r.status == OK else math.nan for r in results])
+    adjusted = decide.adjust_p_values(p, policy.correction)
+    out = []
+    for r, p_adj in zip(results, adjusted, strict=True):
+        if r.status != OK or math.isnan(p_adj):
+            out.append(r)
+            continue
+        minimum = (
+            policy.numeric_min_effect if r.effect_name == "wasserstein/std" else policy.categorical_min_effect
+        )
+        drifted = bool(p_adj < policy.alpha and r.effect >= minimum)
+        out.append(replace(r, p_adjusted=float(p_adj), drifted=drifted))
+    return out

@@ -1,0 +1,47 @@
+"""Reading tables from files: a CSV or Parquet file, or a directory of them (read as one table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv"}
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The CSV/Parquet files at ``path`` (itself, or the files under a directory, sorted)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no file or directory at {p}")
+    if p.is_file():
+        if p.suffix.lower() not in FORMATS:
+            raise ValueError(f"{p.name}: expected a .csv, .tsv or .parquet file")
+        return [p]
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS)
+    if not files:
+        raise ValueError(f"{p}: the directory holds no .csv, .tsv or .parquet files")
+    return files
+
+
+def read_table(path: str | Path, on_file: Callable[[Path], None] | None = None) -> pa.Table:
+    """One Arrow table from a file or a directory of files; ``on_file`` is called after each file is read.
+
+    Files of one directory are concatenated; their schemas are unified (a column missing from some files
+    is null there), so a daily partition that gained a column still reads.
+    """
+    tables = []
+    for f in data_files(path):
+        if FORMATS[f.suffix.lower()] == "parquet":
+            tables.append(pq.read_table(f))
+        else:
+            delimiter = "\t" if f.suffix.lower() == ".tsv" else ","
+            tables.append(pacsv.read_csv(f, parse_options=pacsv.ParseOptions(delimiter=delimiter)))
+        if on_file is not None:
+            on_file(f)
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports: one file, no network needed to open it."""

@@ -1,0 +1,132 @@
+"""wk.drift on whole datasets: raw and profile paths agree, and every awkward column gets a clear status."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+import watchkeeper as wk
+
+RNG = np.random.default_rng(2026)
+
+
+def _pair(n: int = 20_000):
+    ref = pd.DataFrame(
+        {
+            "amount": RNG.lognormal(3, 1, n),
+            "age": RNG.normal(40, 10, n),
+            "country": RNG.choice(["de", "fr", "us", "uk"], n, p=[0.4, 0.3, 0.2, 0.1]),
+            "is_new": RNG.random(n) < 0.3,
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "amount": RNG.lognormal(3.3, 1, n),  # drifted
+            "age": RNG.normal(40, 10, n),
+            "country": RNG.choice(["de", "fr", "us", "uk"], n, p=[0.3, 0.3, 0.3, 0.1]),  # drifted
+            "is_new": RNG.random(n) < 0.3,
+        }
+    )
+    return ref, cur
+
+
+def test_raw_comparison_reports_the_textbook_numbers():
+    ref, cur = _pair()
+    res = wk.drift(ref, cur)
+    assert set(res.drifted_columns) == {"amount", "country"}
+    ks = stats.ks_2samp(ref.amount, cur.amount)
+    assert res["amount"].statistic == pytest.approx(ks.statistic, abs=1e-12)
+    w = stats.wasserstein_distance(ref.amount, cur.amount) / np.std(ref.amount)
+    assert res["amount"].effect == pytest.approx(w, rel=1e-9)
+    shares = (ref.country.value_counts(normalize=True) - cur.country.value_counts(normalize=True)).abs().max()
+    assert res["country"].effect == pytest.approx(shares, rel=1e-12)
+    table = res.table()
+    assert list(table.columns[:4]) == ["kind", "method", "statistic", "p_value"]
+    assert table.loc["is_new", "method"] == "ztest" and table.loc["country", "method"] == "chi2"
+
+
+def test_profiles_give_the_same_verdicts_within_the_stated_bounds():
+    ref, cur = _pair(100_000)
+    raw = wk.drift(ref, cur)
+    prof = wk.drift(wk.profile(ref), wk.profile(cur))
+    assert prof.source == "profiles" and raw.source == "raw"
+    assert prof.drifted_columns == raw.drifted_columns
+    assert abs(prof["amount"].statistic - raw["amount"].statistic) <= 0.01  # KS within 0.01
+    assert prof["country"].effect == pytest.approx(raw["country"].effect, abs=1e-12)  # exact counts
+
+
+def test_awkward_columns_get_a_status_not_a_crash():
+    ref = pd.DataFrame(
+        {
+            "only_ref": [1.0, 2.0, 3.0],
+            "all_missing": [None, None, None],
+            "constant": [5.0, 5.0, 5.0],
+            "changes_type": [1.0, 2.0, 3.0],
+            "mixed": [1, "a", 2.5],
+            "emb": [np.zeros(3), np.ones(3), np.zeros(3)],
+        }
+    )
+    cur = pd.DataFrame(
+        {
+            "all_missing": [None, None, None],
+            "constant": [5.0, 5.0, 5.0],
+            "changes_type": ["a", "b", "c"],
+            "mixed": [1, "a", 2.5],
+            "emb": [np.zeros(3), np.ones(3), np.zeros(3)],
+            "only_cur": ["x", "y", "z"],
+        }
+    )
+    res = wk.drift(ref, cur)
+    status = {c.column: (c.status, c.drifted) for c in res}
+    assert status["only_ref"] == ("only in reference", None)
+    assert status["only_cur"] == ("only in current", None)
+    assert status["all_missing"] == ("no values", None)
+    assert status["changes_type"] == ("kind mismatch", None)
+    assert status["mixed"][0] == "not compared" and status["emb"][0] == "not compared"
+    assert status["constant"] == ("ok", False)
+    assert "numeric in the reference, categorical in the current data" in res["changes_type"].message
+    assert "several types" in res["mixed"].message
+    for c in res:
+        assert c.drifted is None or isinstance(c.drifted, bool)
+        assert c.status == "ok" or c.message  # every skipped column says why
+
+
+def test_empty_frames_and_constant_columns():
+    empty = pd.DataFrame({"x": pd.Series([], dtype=float)})
+    res = wk.drift(pd.DataFrame({"x": [1.0, 2.0]}), empty)
+    assert res["x"].status == "no values" and "current data has no values" in res["x"].message
+    assert not res.drifted and res.share == 0.0
+    moved = wk.drift(pd.DataFrame({"x": np.full(5000, 1.0)}), pd.DataFrame({"x": np.full(5000, 2.0)}))
+    assert moved["x"].drifted is True and math.isinf(moved["x"].effect)
+
+
+def test_column_selection_and_input_checks():
+    ref, cur = _pair(2000)
+    assert [c.column for c in wk.drift(ref, cur, columns=["age"])] == ["age"]
+    with pytest.raises(KeyError, match="nope"):
+        wk.drift(ref, cur, columns=["nope"])
+    with pytest.raises(TypeError, match="two Profiles, or two tables"):
+        wk.drift(wk.profile(ref), cur)
+    assert (
+        wk.drift(pa.Table.from_pandas(ref), pa.Table.from_pandas(cur)).drifted_columns
+        == wk.drift(ref, cur).drifted_columns
+    )
+
+
+def test_string_and_large_string_sides_compare():
+    ref = pa.table({"c": pa.array(["a", "b"] * 500, type=pa.large_string())})
+    cur = pa.table({"c": pa.array(["a", "b", "b", "b"] * 250, type=pa.string())})
+    res = wk.drift(ref, cur)
+    assert res["c"].status == "ok" and res["c"].effect == pytest.approx(0.25)
+
+
+def test_boolean_z_is_positive_when_true_becomes_more_common():
+    ref = pd.DataFrame({"b": [True] * 300 + [False] * 700})
+    cur = pd.DataFrame({"b": [True] * 500 + [False] * 500})
+    for r, c in ((ref, cur), (ref.iloc[::-1], cur.iloc[::-1])):  # whichever value the dictionary sees first
+        assert wk.drift(r, c)["b"].statistic > 0
