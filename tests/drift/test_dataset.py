@@ -56,7 +56,9 @@ def test_profiles_give_the_same_verdicts_within_the_stated_bounds():
     prof = wk.drift(wk.profile(ref), wk.profile(cur))
     assert prof.source == "profiles" and raw.source == "raw"
     assert prof.drifted_columns == raw.drifted_columns
-    assert abs(prof["amount"].statistic - raw["amount"].statistic) <= 0.01  # KS within 0.01
+    # KS from sketches: within 0.01 in 407 of 408 measured cases; 0.015 is the bound ks.py states, and the
+    # KLL sketch compacts at random, so the test holds the stated bound rather than the typical one
+    assert abs(prof["amount"].statistic - raw["amount"].statistic) <= 0.015
     assert prof["country"].effect == pytest.approx(raw["country"].effect, abs=1e-12)  # exact counts
 
 
