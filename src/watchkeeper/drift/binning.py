@@ -79,6 +79,13 @@ DEFAULT_BINS = 10
 # -- raw samples ---------------------------------------------------------------------------------------------
 
 
+def sorted_copy(x: np.ndarray) -> np.ndarray:
+    """``x`` sorted: itself when it already is (an O(n) check), so callers may pass pre-sorted samples."""
+    if x.size < 2 or bool(np.all(x[1:] >= x[:-1])):
+        return x
+    return np.sort(x)
+
+
 def finite_sample(values: Any, side: str) -> np.ndarray:
     """``values`` as a 1-D float64 array of its finite values; ``ValueError`` naming ``side`` if none remain.
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from watchkeeper.drift.base import NUMERIC, DriftMethod, DriftStatistic
-from watchkeeper.drift.binning import finite_sample, quantile_sketch, sketch_bound
+from watchkeeper.drift.binning import finite_sample, quantile_sketch, sketch_bound, sorted_copy
 
 __all__ = ["KS"]
 
@@ -61,7 +61,7 @@ def ks_statistic(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, int]:
     Both samples are sorted and merged with a stable argsort of their concatenation (timsort merges the two
     runs in linear time); the counts of each sample at or below every distinct value are cumulative sums.
     """
-    s1, s2 = np.sort(ref), np.sort(cur)
+    s1, s2 = sorted_copy(ref), sorted_copy(cur)
     n1, n2 = s1.size, s2.size
     both = np.concatenate((s1, s2))
     order = np.argsort(both, kind="stable")

@@ -55,7 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from watchkeeper.drift.base import NUMERIC, DriftMethod, DriftStatistic
-from watchkeeper.drift.binning import finite_sample, quantile_sketch, sketch_bound
+from watchkeeper.drift.binning import finite_sample, quantile_sketch, sketch_bound, sorted_copy
 
 __all__ = ["Wasserstein", "wasserstein_1"]
 
@@ -67,7 +67,7 @@ BOUND_TAIL = 0.002
 
 def wasserstein_1(ref: np.ndarray, cur: np.ndarray) -> float:
     """``W1`` of two finite 1-D samples (``scipy.stats.wasserstein_distance`` without weights)."""
-    s1, s2 = np.sort(ref), np.sort(cur)
+    s1, s2 = sorted_copy(ref), sorted_copy(cur)
     n1, n2 = s1.size, s2.size
     if n1 == n2:
         return float(np.mean(np.abs(s1 - s2)))
