@@ -221,7 +221,7 @@ def test_a_25_column_profile_of_a_million_rows_is_compact():
     cols = {f"n{i}": RNG.normal(i, 1, n) for i in range(20)}
     cols.update({f"c{i}": RNG.choice([f"v{k}" for k in range(10 ** (1 + i % 3))], n) for i in range(5)})
     blob = wk.profile(pa.table(cols)).to_bytes()
-    assert len(blob) < 300_000, len(blob)
+    assert len(blob) < 500_000, len(blob)  # "a few hundred KB at most"
 
 
 def test_mixed_types_in_one_column_are_visible():

@@ -9,7 +9,7 @@ sketch              answers                                     error
 ==================  ==========================================  ===========================================
 ``Counts``          rows, None, NaN, ±inf, value types          exact
 ``Moments``         count, mean, variance, min, max             exact up to floating-point rounding
-``Quantiles``       quantiles, ranks, CDF (KLL)                 rank error <= 0.77% (99%), k=350
+``Quantiles``       quantiles, ranks, CDF (KLL)                 rank error <= 0.39% (99%), k=700
 ``LatencySketch``   quantiles of durations (DDSketch)           relative error <= alpha (1%)
 ``FrequentItems``   most frequent values                        exact up to 1024 values, then <= n/(m+1)
 ``DistinctCount``   number of distinct values                   exact up to 1024, then RSE 0.57% (HLL)
