@@ -15,7 +15,7 @@ from rich.table import Table as RichTable
 
 from watchkeeper.errors import WatchkeeperError
 from watchkeeper.store import Store, default_uri, migrate
-from watchkeeper.store.engine import create_engine
+from watchkeeper.store.engine import DEFAULT_DIR, create_engine
 
 app = typer.Typer(
     help="watchkeeper: self-hosted ML observability.", no_args_is_help=True, add_completion=False
@@ -340,10 +340,19 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs to simulate.")] = 30,
 ) -> None:
     """Log a simulated training run into the store and show it."""
-    from watchkeeper.demo import train
+    from watchkeeper.demo import drift_report, train
 
-    run_id = train(uri=uri or default_uri(), epochs=epochs)
+    target = uri or default_uri()
+    run_id = train(uri=target, epochs=epochs)
     runs_show(run_id, uri=uri, project=None)
+    path = Path(DEFAULT_DIR) / "reports" / "drift-demo.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = drift_report(str(path))
+    _console().print(
+        f"\ndrift of a simulated week of traffic against the reference: "
+        f"{len(result.drifted_columns)} of {len(result.compared)} columns drifted "
+        f"({', '.join(result.drifted_columns)}); report: {path}"
+    )
 
 
 @app.callback()

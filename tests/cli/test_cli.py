@@ -77,12 +77,15 @@ def test_db_upgrade_on_a_current_database(sqlite_uri):
     assert "database: 0002" in result.output
 
 
-def test_demo_logs_a_run_and_shows_it(sqlite_uri):
+def test_demo_logs_a_run_and_shows_it(sqlite_uri, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["demo", "--uri", sqlite_uri, "--epochs", "5"])
     assert result.exit_code == 0, result.output
     assert "autoencoder-demo" in result.output and "val/roc_auc" in result.output
     assert "kpi-ae:v1" in result.output and "examples" in result.output
     assert "reference profiles" in result.output and "20000" in result.output
+    assert "2 of 4 columns drifted (latency_ms_mean, device_type)" in _plain(result.output)
+    assert (tmp_path / ".watchkeeper" / "reports" / "drift-demo.html").exists()
 
 
 def test_formatting_helpers():
