@@ -23,7 +23,16 @@ class UsageError(WatchkeeperError, RuntimeError):
 
 
 class StoreError(WatchkeeperError):
-    """The store could not be opened, read or written."""
+    """The store could not be opened, read or written.
+
+    ``transient`` is True when trying again may succeed (the database is locked, restarting, unreachable),
+    False when the same request will fail again (it violates a constraint): a writer retries the first kind
+    and gives up on the second.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SchemaOutdatedError(StoreError):

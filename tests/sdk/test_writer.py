@@ -128,3 +128,34 @@ def test_heartbeats_go_out_even_with_a_long_flush_interval(sqlite_uri, monkeypat
         time.sleep(0.05)
     assert Store(sqlite_uri).runs.get(run.id).heartbeat_at > first
     run.finish()
+
+
+class PoisonTransport(LocalTransport):
+    """Refuses every third batch for good, as a constraint violation would."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.calls = 0
+
+    def send(self, batch: Batch) -> WriteResult:
+        self.calls += 1
+        if self.calls > 1 and self.calls % 3 == 0:
+            raise StoreError("FOREIGN KEY constraint failed (simulated)", transient=False)
+        return super().send(batch)
+
+
+def test_a_batch_refused_for_good_is_dropped_and_the_rest_still_arrive(sqlite_uri, caplog):
+    import time
+
+    store = Store(sqlite_uri)
+    run = Run(PoisonTransport(Store(sqlite_uri)), project="p", flush_interval=0.01)
+    with caplog.at_level(logging.ERROR, logger="watchkeeper"):
+        for i in range(2000):
+            run.log({"x": i})
+            if i % 200 == 0:
+                time.sleep(0.03)  # several batches
+        run.finish()
+    assert "the store refused a batch" in caplog.text
+    assert run._writer.rejected >= 1
+    assert 0 < store.signals.summaries(run.id)[0].count < 2000
+    assert store.runs.get(run.id).status == "finished"  # the final batch still went through

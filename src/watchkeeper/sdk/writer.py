@@ -5,8 +5,11 @@ thread.
 ``flush_interval`` seconds, or early when the queue is long, drains the deque into one
 :class:`~watchkeeper.store.Batch` and sends it: one transaction per batch. A failed send is kept and retried
 with exponential backoff; the batch keeps its id, so a retry after a lost acknowledgement is not applied
-twice. Memory is bounded: past ``max_queue`` queued steps new steps are dropped, counted and reported once
-(``_dropped_steps`` in the run's summary), never raised into the application.
+twice. A batch the store refuses for good (a constraint it violates) is dropped with an error log, so one
+bad batch cannot hold back the ones behind it; its run records and status updates are sent again on their
+own, so a run still ends ``finished`` with its summary. Memory is bounded: past ``max_queue`` queued steps
+new steps are dropped, counted and reported once (``_dropped_steps`` in the run's summary), never raised
+into the application.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Writer:
         self._send_lock = threading.Lock()
         self.unsent: deque[Batch] = deque()
         self.failures = 0
+        self.rejected = 0  # batches the store refused for good, dropped
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._loop, name=f"watchkeeper-writer-{name}", daemon=True)
 
@@ -72,6 +76,19 @@ class Writer:
                 try:
                     self._send(self.unsent[0])
                 except StoreError as exc:
+                    if not exc.transient:  # the store refuses this batch for good: it must not block the rest
+                        lost = self.unsent.popleft()
+                        self.rejected += 1
+                        log.error(
+                            "watchkeeper: the store refused a batch (%d points, %d table rows), dropped: %s",
+                            lost.point_count,
+                            sum(len(s.rows) for s in lost.samples),
+                            exc,
+                        )
+                        if (lost.runs or lost.run_updates) and (lost.points or lost.samples or lost.profiles):
+                            # the run's own records (its status, summary) are rarely the culprit: keep them
+                            self.unsent.appendleft(Batch(runs=lost.runs, run_updates=lost.run_updates))
+                        continue
                     self._failed(exc)
                     return False
                 except Exception as exc:

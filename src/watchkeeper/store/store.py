@@ -145,7 +145,10 @@ class Store:
             with self._cache_lock:
                 self._project_ids.clear()
                 self._series_ids.clear()
-            raise StoreError(f"writing batch {batch.id} to {self.uri} failed: {exc}") from exc
+            transient = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
+            raise StoreError(
+                f"writing batch {batch.id} to {self.uri} failed: {exc}", transient=transient
+            ) from exc
         return WriteResult(applied=True, artifacts=versions)
 
     # -- ids, created on first sight and cached --------------------------------------------------------------
