@@ -278,11 +278,16 @@ def quantile_sketch(col: Any, side: str) -> Any:
 REFERENCE_RANK_ERROR = 0.0078  # KLL k=350 (0.77%), the sketch size every stated bound was measured at
 
 
-def sketch_bound(stated: float, *sketches: Any) -> float:
-    """A bound stated (and measured) at k = 350, scaled by the sketches' rank error: the profile-vs-exact
-    error comes from the two sketches' rank errors, which shrink as 1/k (halved at the default k = 700)."""
+def sketch_bound(stated: float, *sketches: Any, proportional: bool = False) -> float:
+    """A bound stated (and measured) at k = 350, scaled up for smaller sketches by their rank error.
+
+    With ``proportional`` it is also scaled down for larger ones: right for a statistic whose error is the
+    sketches' rank errors and nothing else (KS: the two CDF errors add), not for the binned distances, whose
+    worst cases (bins the current sample leaves nearly empty) do not shrink with k.
+    """
     worst = max(sk.rank_error for sk in sketches)
-    return stated * worst / REFERENCE_RANK_ERROR
+    ratio = worst / REFERENCE_RANK_ERROR
+    return stated * (ratio if proportional else max(1.0, ratio))
 
 
 def bin_numeric_profiles(ref: Any, cur: Any, n_bins: int = DEFAULT_BINS) -> Binned:

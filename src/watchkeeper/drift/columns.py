@@ -103,21 +103,13 @@ def _is_text(arr: pa.Array) -> bool:
     return pc.count_distinct(arr).as_py() / len(arr) >= TEXT_MIN_DISTINCT_RATIO
 
 
-def pair_columns(
-    ref_columns: dict[str, ColumnValues], cur_columns: dict[str, ColumnValues]
-) -> list[ColumnPair]:
-    """One ``ColumnPair`` per column of either side, reference order first."""
-    names = list(ref_columns) + [n for n in cur_columns if n not in ref_columns]
-    pairs = []
-    for name in names:
-        if name not in cur_columns:
-            pairs.append(ColumnPair(name, "-", ONLY_REFERENCE, "the column is missing from the current data"))
-            continue
-        if name not in ref_columns:
-            pairs.append(ColumnPair(name, "-", ONLY_CURRENT, "the column is not in the reference"))
-            continue
-        pairs.append(_pair(name, _side(ref_columns[name]), _side(cur_columns[name])))
-    return pairs
+def pair_column(name: str, ref: ColumnValues | None, cur: ColumnValues | None) -> ColumnPair:
+    """The ``ColumnPair`` of one column; ``None`` for a side that lacks it."""
+    if cur is None:
+        return ColumnPair(name, "-", ONLY_REFERENCE, "the column is missing from the current data")
+    if ref is None:
+        return ColumnPair(name, "-", ONLY_CURRENT, "the column is not in the reference")
+    return _pair(name, _side(ref), _side(cur))
 
 
 def _pair(name: str, a: _Side, b: _Side) -> ColumnPair:

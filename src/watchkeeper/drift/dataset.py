@@ -25,8 +25,8 @@ from watchkeeper.drift.columns import (
     ONLY_CURRENT,
     ONLY_REFERENCE,
     ColumnPair,
+    pair_column,
 )
-from watchkeeper.drift.columns import pair_columns as _pair_columns
 from watchkeeper.drift.welch import welch_from_moments
 from watchkeeper.profile import Profile
 from watchkeeper.profile.frames import as_frame
@@ -163,21 +163,26 @@ def drift(
         source = "profiles"
     else:
         ref_frame, cur_frame = as_frame(reference), as_frame(current)
-        wanted = _names(ref_frame.names, cur_frame.names, columns)
-        ref_cols = {n: v for n, v in ref_frame.columns() if n in wanted}
-        cur_cols = {n: v for n, v in cur_frame.columns() if n in wanted}
-        pairs = _pair_columns(ref_cols, cur_cols)
-        results = _each(pairs, _compare_raw, progress, name=lambda p: p.name)
+        names = _names(ref_frame.names, cur_frame.names, columns)
+        ref_names, cur_names = set(ref_frame.names), set(cur_frame.names)
+
+        def compare(name: str) -> ColumnDrift:
+            # one column of each side at a time: peak memory stays near one column's, not a copy of the frames
+            ref = ref_frame.column(name) if name in ref_names else None
+            cur = cur_frame.column(name) if name in cur_names else None
+            return _compare_raw(pair_column(name, ref, cur))
+
+        results = _each(names, compare, progress)
         source = "raw"
     return DriftResult(_decide(results, policy), policy, source)
 
 
-def _each(items: list[Any], compare: Callable[[Any], ColumnDrift], progress: Any, name: Any = str) -> list:
+def _each(names: list[str], compare: Callable[[str], ColumnDrift], progress: Any) -> list[ColumnDrift]:
     out = []
-    for i, item in enumerate(items):
-        out.append(compare(item))
+    for i, name in enumerate(names):
+        out.append(compare(name))
         if progress is not None:
-            progress(i + 1, len(items), name(item))
+            progress(i + 1, len(names), name)
     return out
 
 

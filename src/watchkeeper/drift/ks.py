@@ -134,5 +134,5 @@ class KS(DriftMethod, name="ks", kinds=(NUMERIC,)):
             "sign": 1 if diffs[pos] >= 0 else -1,
             "p_method": "asymp",
         }
-        bound = sketch_bound(PROFILE_BOUND, rq, cq)
+        bound = sketch_bound(PROFILE_BOUND, rq, cq, proportional=True)
         return DriftStatistic(self.name, d, _asymptotic_p(d, rq.n, cq.n), bound, details)

@@ -36,6 +36,10 @@ class Frame:
         for name in self.names:
             yield name, self._get(name)
 
+    def column(self, name: str) -> ColumnValues:
+        """One column's values, converted now."""
+        return self._get(name)
+
 
 def _check_names(names: Sequence[Any]) -> list[str]:
     out = [str(n) for n in names]
