@@ -132,3 +132,32 @@ def test_boolean_z_is_positive_when_true_becomes_more_common():
     cur = pd.DataFrame({"b": [True] * 500 + [False] * 500})
     for r, c in ((ref, cur), (ref.iloc[::-1], cur.iloc[::-1])):  # whichever value the dictionary sees first
         assert wk.drift(r, c)["b"].statistic > 0
+
+
+def test_no_scipy_fallback_warning_reaches_the_user(monkeypatch):
+    # scipy's exact KS sometimes falls back to the asymptotic method and warns; seen in the decision bench at
+    # N = 1k. Substitute a ks_2samp that always does, and check that KS.exact swallows that warning only.
+    import warnings
+
+    from scipy import stats
+
+    real = stats.ks_2samp
+
+    def noisy(*args, **kwargs):
+        warnings.warn(
+            "ks_2samp: Exact calculation unsuccessful. Switching to method=asymp.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        warnings.warn("something else", UserWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "ks_2samp", noisy)
+    from watchkeeper.drift.ks import KS
+
+    rng = np.random.default_rng(21)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        KS().exact(rng.normal(size=500), rng.normal(size=500))
+    messages = [str(w.message) for w in caught]
+    assert messages == ["something else"]

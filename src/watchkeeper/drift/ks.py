@@ -32,6 +32,7 @@ to ``D``, so read it as an order of magnitude).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -110,7 +111,11 @@ class KS(DriftMethod, name="ks", kinds=(NUMERIC,)):
         if max(n1, n2) <= EXACT_MAX_N:
             from scipy import stats  # here, not at import: scipy.stats costs ~0.5 s
 
-            res = stats.ks_2samp(r, c)
+            with warnings.catch_warnings():
+                # scipy warns when its exact computation falls back to the asymptotic one; the p-value it
+                # returns is still scipy's, and a warning per column would flood a user's log
+                warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation unsuccessful")
+                res = stats.ks_2samp(r, c)
             d, p = float(res.statistic), float(res.pvalue)
             where, sign = float(res.statistic_location), int(res.statistic_sign)
             method = "scipy"
