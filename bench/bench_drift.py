@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -76,15 +75,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from harness import JSON_MARK, PeakRSS, anchor_python, run_json_worker, status_bytes
+
 BENCH_DIR = Path(__file__).resolve().parent
 EVIDENTLY_VENV = BENCH_DIR / ".venv-evidently"
 EVIDENTLY_REQUIREMENTS = BENCH_DIR / "requirements-evidently.txt"
-JSON_MARK = "BENCH_JSON "
 SEED = 20240917
 MB = 1e6
 
@@ -182,14 +181,6 @@ def write_frames(sizes: list[int], directory: Path) -> dict[int, tuple[Path, Pat
 # --- the worker (a subprocess: watchkeeper in the main venv, Evidently in its own) -------------------------
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # the kernel writes kB
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _children() -> int:
     """Live child processes of this process (every thread's), from /proc."""
     count = 0
@@ -197,47 +188,6 @@ def _children() -> int:
         with contextlib.suppress(OSError):  # the file needs CONFIG_PROC_CHILDREN
             count += len((task / "children").read_text().split())
     return count
-
-
-class PeakRSS:
-    """Peak RSS over a ``with`` block, and RSS just before it, in bytes (Linux; see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.method = ""
-        self.before = self.peak = 0
-        self._stop = threading.Event()
-        self._sampler: threading.Thread | None = None
-        self._page = os.sysconf("SC_PAGE_SIZE")
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self._page
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> PeakRSS:
-        gc.collect()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.method = "VmHWM reset through /proc/self/clear_refs"
-        except OSError:
-            self.method = "RSS sampled every 1 ms from /proc/self/statm"
-            self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self.before = self.peak = _status_bytes("VmRSS")
-        if self._sampler is not None:
-            self._sampler.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._sampler is not None:
-            self._stop.set()
-            self._sampler.join()
-            self.peak = max(self.peak, self._rss())
-        else:
-            self.peak = _status_bytes("VmHWM")
 
 
 def _evidently_verdicts(snapshot: Any) -> tuple[int, list[str], int]:
@@ -289,7 +239,7 @@ def worker(tool: str, ref_path: str, cur_path: str, html: str) -> dict[str, Any]
     ref = pd.read_parquet(ref_path)
     cur = pd.read_parquet(cur_path)
     t2 = time.perf_counter()
-    peak_before = _status_bytes("VmHWM")
+    peak_before = status_bytes("VmHWM")
     cpu0 = time.process_time()
     with PeakRSS() as mem:
         t3 = time.perf_counter()
@@ -344,20 +294,8 @@ def _env() -> dict[str, str]:
 
 def evidently_python() -> str:
     """bench/.venv-evidently's interpreter, creating the venv from the pinned requirements if need be."""
-    py = EVIDENTLY_VENV / "bin" / "python"
-    probe = [str(py), "-c", "import evidently.presets, pandas, pyarrow.parquet"]
-    if py.exists() and subprocess.run(probe, capture_output=True, env=_env()).returncode == 0:
-        return str(py)
-    print(
-        f"installing Evidently into {EVIDENTLY_VENV} (once) from {EVIDENTLY_REQUIREMENTS.name} ...",
-        flush=True,
-    )
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(EVIDENTLY_VENV)], check=True)
-    pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    done = subprocess.run([*pip, "-r", str(EVIDENTLY_REQUIREMENTS)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"pip install -r {EVIDENTLY_REQUIREMENTS} failed:\n{done.stderr[-2000:]}")
-    return str(py)
+    probe = "import evidently.presets, pandas, pyarrow.parquet"
+    return anchor_python(EVIDENTLY_VENV, EVIDENTLY_REQUIREMENTS, probe, _env())
 
 
 def run_worker(
@@ -365,20 +303,9 @@ def run_worker(
 ) -> dict[str, Any]:
     cmd = [python, str(Path(__file__).resolve()), "--worker", tool]
     cmd += ["--reference", str(frames[0]), "--current", str(frames[1]), "--html", str(html)]
-    t0 = time.perf_counter()
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=html.parent, env=_env()
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"the {tool} worker did not finish in {timeout:.0f} s") from exc
-    wall = time.perf_counter() - t0
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(JSON_MARK):
-            result = json.loads(line[len(JSON_MARK) :])
-            result["process_s"] = wall - result["html_s"] - result["bookkeeping_s"]
-            return result
-    raise RuntimeError(f"the {tool} worker exited {done.returncode} with no result:\n{done.stderr[-3000:]}")
+    result, wall = run_json_worker(cmd, tool=tool, cwd=html.parent, env=_env(), timeout=timeout)
+    result["process_s"] = wall - result["html_s"] - result["bookkeeping_s"]
+    return result
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:

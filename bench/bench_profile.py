@@ -55,7 +55,6 @@ does not try to reach the network.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import platform
@@ -63,15 +62,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from harness import JSON_MARK, PeakRSS, anchor_python, run_json_worker
+
 BENCH_DIR = Path(__file__).resolve().parent
 WHYLOGS_VENV = BENCH_DIR / ".venv-whylogs"
 WHYLOGS_REQUIREMENTS = BENCH_DIR / "requirements-whylogs.txt"
-JSON_MARK = "BENCH_JSON "
 SEED = 20240611
 MB = 1e6
 
@@ -163,55 +162,6 @@ def write_frames(sizes: list[int], directory: Path) -> dict[int, Path]:
 # --- the worker (a subprocess: watchkeeper in the main venv, whylogs in its own) ---------------------------
 
 
-def _status_bytes(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024  # the kernel writes kB
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-class PeakRSS:
-    """Peak RSS over a ``with`` block, and RSS just before it, in bytes (Linux; see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.method = ""
-        self.before = self.peak = 0
-        self._stop = threading.Event()
-        self._sampler: threading.Thread | None = None
-        self._page = os.sysconf("SC_PAGE_SIZE")
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self._page
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> PeakRSS:
-        gc.collect()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.method = "VmHWM reset through /proc/self/clear_refs"
-        except OSError:
-            self.method = "RSS sampled every 1 ms from /proc/self/statm"
-            self._sampler = threading.Thread(target=self._sample, daemon=True)
-        self.before = self.peak = _status_bytes("VmRSS")
-        if self._sampler is not None:
-            self._sampler.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._sampler is not None:
-            self._stop.set()
-            self._sampler.join()
-            self.peak = max(self.peak, self._rss())
-        else:
-            self.peak = _status_bytes("VmHWM")
-
-
 def _number(v: Any) -> Any:
     try:
         return float(v)
@@ -281,38 +231,17 @@ def worker(tool: str, parquet: str, out: str) -> dict[str, Any]:
 
 def whylogs_python() -> str:
     """bench/.venv-whylogs' interpreter, creating the venv from the pinned requirements if need be."""
-    py = WHYLOGS_VENV / "bin" / "python"
-    probe = [str(py), "-c", "import whylogs, pandas, pyarrow.parquet"]
     env = {**os.environ, "WHYLOGS_NO_ANALYTICS": "1"}
-    if py.exists() and subprocess.run(probe, capture_output=True, env=env).returncode == 0:
-        return str(py)
-    print(f"installing whylogs into {WHYLOGS_VENV} (once) from {WHYLOGS_REQUIREMENTS.name} ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(WHYLOGS_VENV)], check=True)
-    pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    done = subprocess.run([*pip, "-r", str(WHYLOGS_REQUIREMENTS)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"pip install -r {WHYLOGS_REQUIREMENTS} failed:\n{done.stderr[-2000:]}")
-    return str(py)
+    return anchor_python(WHYLOGS_VENV, WHYLOGS_REQUIREMENTS, "import whylogs, pandas, pyarrow.parquet", env)
 
 
 def run_worker(python: str, tool: str, parquet: Path, out: Path, timeout: float) -> dict[str, Any]:
     cmd = [python, str(Path(__file__).resolve()), "--worker", tool, "--parquet", str(parquet)]
     cmd += ["--out", str(out)]
     env = {**os.environ, "WHYLOGS_NO_ANALYTICS": "1"}
-    t0 = time.perf_counter()
-    try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=parquet.parent, env=env
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"the {tool} worker did not finish in {timeout:.0f} s") from exc
-    wall = time.perf_counter() - t0
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(JSON_MARK):
-            result = json.loads(line[len(JSON_MARK) :])
-            result["process_s"] = wall - result["bookkeeping_s"]
-            return result
-    raise RuntimeError(f"the {tool} worker exited {done.returncode} with no result:\n{done.stderr[-3000:]}")
+    result, wall = run_json_worker(cmd, tool=tool, cwd=parquet.parent, env=env, timeout=timeout)
+    result["process_s"] = wall - result["bookkeeping_s"]
+    return result
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
