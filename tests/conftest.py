@@ -1,8 +1,9 @@
 """Shared fixtures: a fresh store per test on SQLite and, where a server is reachable, on PostgreSQL.
 
 PostgreSQL: ``WATCHKEEPER_TEST_PG_URI`` names an admin connection (default: postgres on 127.0.0.1:5432,
-trust auth). The session creates a migrated template database once; each test gets its own database cloned
-from it and dropped afterwards. Without a reachable server those tests skip with the reason.
+trust auth). The session creates one migrated database and truncates its tables before each test that uses
+it; tests of migrations get an empty database of their own. Databases are dropped at the end. Without a
+reachable server those tests skip with the reason.
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ def _pg_admin_engine() -> sa.Engine:
 
 
 @contextmanager
-def _database(prefix: str, template: str | None = None) -> Iterator[str]:
-    """A new database (a clone of ``template`` if given), dropped afterwards; yields its URI."""
+def _database(prefix: str) -> Iterator[str]:
+    """A new, empty database, dropped afterwards; yields its URI."""
     engine = _pg_admin_engine()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    clause = f' TEMPLATE "{template}"' if template else ""
     with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"{clause}'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         yield sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
     finally:
@@ -46,20 +46,27 @@ def _database(prefix: str, template: str | None = None) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """Name of a database migrated to head, to clone per test; skips when PostgreSQL is unreachable."""
+def pg_session_uri() -> Iterator[str]:
+    """One database migrated to head for the whole session; skips when PostgreSQL is unreachable."""
     from watchkeeper.store import Store
 
-    with _database("wk_tmpl") as uri:
+    with _database("wk_test") as uri:
         Store(uri).close()
-        yield sa.engine.make_url(uri).database
+        yield uri
 
 
 @pytest.fixture
-def pg_uri(pg_template: str) -> Iterator[str]:
-    """A fresh PostgreSQL database at the current schema."""
-    with _database("wk_test", template=pg_template) as uri:
-        yield uri
+def pg_uri(pg_session_uri: str) -> str:
+    """The session's PostgreSQL database, emptied: every table truncated (a new database per test would
+    cost a second or two each)."""
+    from watchkeeper.store.schema import metadata
+
+    engine = sa.create_engine(pg_session_uri)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return pg_session_uri
 
 
 @pytest.fixture

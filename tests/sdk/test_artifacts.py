@@ -34,10 +34,10 @@ def _decode_png(data: bytes) -> np.ndarray:
     return raw[:, 1:].reshape(h, w, channels)
 
 
-def test_log_artifact_versions_by_content(sqlite_uri, tmp_path):
+def test_log_artifact_versions_by_content(store_uri, tmp_path):
     model = tmp_path / "model.bin"
     model.write_bytes(b"weights-1")
-    run = wk.init(project="p", uri=sqlite_uri, artifact_root=tmp_path / "blobs")
+    run = wk.init(project="p", uri=store_uri, artifact_root=tmp_path / "blobs")
     v1 = run.log_artifact(model, name="clf", type="model", metadata={"auc": 0.9})
     same = run.log_artifact(model, name="clf", type="model")
     model.write_bytes(b"weights-2")
@@ -46,7 +46,7 @@ def test_log_artifact_versions_by_content(sqlite_uri, tmp_path):
     assert v1.metadata == {"auc": 0.9} and v1.size == 9 and v1.type == "model"
     model.unlink()  # the store has its own copy
     run.finish()
-    store = Store(sqlite_uri, artifact_root=tmp_path / "blobs")
+    store = Store(store_uri, artifact_root=tmp_path / "blobs")
     assert [a.ref for a in store.artifacts.list(run_id=run.id)] == ["clf:v1", "clf:v2"]
     out = store.artifacts.download("p", "clf:v1", tmp_path / "out1")
     assert (out / "model.bin").read_bytes() == b"weights-1"
@@ -55,38 +55,38 @@ def test_log_artifact_versions_by_content(sqlite_uri, tmp_path):
         store.artifacts.get("p", "clf:v9")
 
 
-def test_a_directory_artifact_keeps_its_tree(sqlite_uri, tmp_path):
+def test_a_directory_artifact_keeps_its_tree(store_uri, tmp_path):
     src = tmp_path / "bundle"
     (src / "sub").mkdir(parents=True)
     (src / "a.txt").write_text("A")
     (src / "sub" / "b.txt").write_text("BB")
-    run = wk.init(project="p", uri=sqlite_uri, artifact_root=tmp_path / "blobs")
+    run = wk.init(project="p", uri=store_uri, artifact_root=tmp_path / "blobs")
     av = run.log_artifact(src, type="dataset")
     assert (av.name, av.file_count, av.size) == ("bundle", 2, 3)
-    second = wk.init(project="p", uri=sqlite_uri, artifact_root=tmp_path / "blobs")
+    second = wk.init(project="p", uri=store_uri, artifact_root=tmp_path / "blobs")
     path = second.use_artifact("bundle:v1", root=tmp_path / "used")
     assert (path / "sub" / "b.txt").read_text() == "BB"
-    store = Store(sqlite_uri, artifact_root=tmp_path / "blobs")
+    store = Store(store_uri, artifact_root=tmp_path / "blobs")
     assert [a.ref for a in store.artifacts.list(run_id=second.id)] == ["bundle:v1"]  # recorded as input
 
 
-def test_log_artifact_refuses_a_missing_path(sqlite_uri, tmp_path):
-    run = wk.init(project="p", uri=sqlite_uri)
+def test_log_artifact_refuses_a_missing_path(store_uri, tmp_path):
+    run = wk.init(project="p", uri=store_uri)
     with pytest.raises(FileNotFoundError, match="no file or directory at"):
         run.log_artifact(tmp_path / "missing.bin")
 
 
-def test_images_in_tables_are_stored_as_pngs_with_their_pixels(sqlite_uri, tmp_path):
+def test_images_in_tables_are_stored_as_pngs_with_their_pixels(store_uri, tmp_path):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
     grey = rng.random((4, 3))  # floats in [0, 1] scale to 0..255
-    run = wk.init(project="p", uri=sqlite_uri, artifact_root=tmp_path / "blobs")
+    run = wk.init(project="p", uri=store_uri, artifact_root=tmp_path / "blobs")
     run.log(
         {"imgs": wk.Table(columns=["name", "img"], data=[["rgb", wk.Image(rgb)], ["grey", wk.Image(grey)]])}
     )
     run.log({"single": wk.Image(rgb, caption="one")})
     run.finish()
-    store = Store(sqlite_uri, artifact_root=tmp_path / "blobs")
+    store = Store(store_uri, artifact_root=tmp_path / "blobs")
     t = store.samples.table(run.id, "imgs")
     cell = t.rows[0][1]["$image"]
     assert (cell["width"], cell["height"], cell["format"]) == (7, 5, "png")
@@ -106,21 +106,21 @@ def test_image_refuses_what_it_cannot_show(tmp_path):
         wk.Image(tmp_path / "nope.png")
 
 
-def test_table_rows_are_checked(sqlite_uri):
+def test_table_rows_are_checked(store_uri):
     with pytest.raises(ValueError, match=r"row 1 has 1 values, expected 2"):
         wk.Table(columns=["a", "b"], data=[[1, 2], [3]])
-    run = wk.init(project="p", uri=sqlite_uri)
+    run = wk.init(project="p", uri=store_uri)
     with pytest.raises(
         TypeError, match=r"t: row 0, column 'b': cannot store a value of type builtins\.object"
     ):
         run.log({"t": wk.Table(columns=["a", "b"], data=[[1, object()]])})
 
 
-def test_table_from_a_dataframe(sqlite_uri):
+def test_table_from_a_dataframe(store_uri):
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame({"q": ["a", "b"], "score": [0.5, float("nan")]})
-    run = wk.init(project="p", uri=sqlite_uri)
+    run = wk.init(project="p", uri=store_uri)
     run.log({"df": wk.Table(dataframe=df)})
     run.finish()
-    t = Store(sqlite_uri).samples.table(run.id, "df")
+    t = Store(store_uri).samples.table(run.id, "df")
     assert t.columns == ["q", "score"] and t.rows[0] == ["a", 0.5] and t.rows[1][1] != t.rows[1][1]

@@ -17,30 +17,30 @@ def _history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return list(zip(h.step.tolist(), h.value.tolist(), strict=True))
 
 
-def test_each_log_commits_a_step(sqlite_uri):
-    run = wk.init(project="t", uri=sqlite_uri)
+def test_each_log_commits_a_step(store_uri):
+    run = wk.init(project="t", uri=store_uri)
     for i in range(3):
         run.log({"loss": 1.0 / (i + 1)})
     assert run.step == 3
     run.finish()
-    assert _history(sqlite_uri, run.id, "loss") == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert _history(store_uri, run.id, "loss") == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
 
 
-def test_commit_false_accumulates_into_one_step(sqlite_uri):
-    run = wk.init(project="t", uri=sqlite_uri)
+def test_commit_false_accumulates_into_one_step(store_uri):
+    run = wk.init(project="t", uri=store_uri)
     run.log({"a": 1}, commit=False)
     run.log({"b": 2}, commit=False)
     assert run.step == 0
     run.log({"c": 3})
     run.log({"a": 10})
     run.finish()
-    assert _history(sqlite_uri, run.id, "a") == [(0, 1.0), (1, 10.0)]
-    assert _history(sqlite_uri, run.id, "b") == [(0, 2.0)]
-    assert _history(sqlite_uri, run.id, "c") == [(0, 3.0)]
+    assert _history(store_uri, run.id, "a") == [(0, 1.0), (1, 10.0)]
+    assert _history(store_uri, run.id, "b") == [(0, 2.0)]
+    assert _history(store_uri, run.id, "c") == [(0, 3.0)]
 
 
-def test_explicit_steps_follow_wandb(sqlite_uri):
-    run = wk.init(project="t", uri=sqlite_uri)
+def test_explicit_steps_follow_wandb(store_uri):
+    run = wk.init(project="t", uri=store_uri)
     run.log({"x": 1}, step=5)  # step 5 stays open until a later step arrives
     run.log({"y": 2}, step=5)
     assert run.step == 5
@@ -52,23 +52,23 @@ def test_explicit_steps_follow_wandb(sqlite_uri):
     with pytest.raises(ValueError, match="step 3 is lower than the current step 21"):
         run.log({"x": 0}, step=3)
     run.finish()
-    assert _history(sqlite_uri, run.id, "x") == [(5, 1.0), (8, 4.0)]
-    assert _history(sqlite_uri, run.id, "y") == [(5, 2.0)]
-    assert _history(sqlite_uri, run.id, "z") == [(20, 7.0)]
+    assert _history(store_uri, run.id, "x") == [(5, 1.0), (8, 4.0)]
+    assert _history(store_uri, run.id, "y") == [(5, 2.0)]
+    assert _history(store_uri, run.id, "z") == [(20, 7.0)]
 
 
-def test_an_open_step_is_written_at_finish(sqlite_uri):
-    run = wk.init(project="t", uri=sqlite_uri)
+def test_an_open_step_is_written_at_finish(store_uri):
+    run = wk.init(project="t", uri=store_uri)
     run.log({"x": 1.5}, step=3)
     run.finish()
-    assert _history(sqlite_uri, run.id, "x") == [(3, 1.5)]
+    assert _history(store_uri, run.id, "x") == [(3, 1.5)]
 
 
-def test_accepted_values_and_their_stored_numbers(sqlite_uri):
+def test_accepted_values_and_their_stored_numbers(store_uri):
     torch_like = type(
         "T", (), {"numel": lambda self: 1, "size": lambda self: (1,), "item": lambda self: 0.25}
     )()
-    run = wk.init(project="t", uri=sqlite_uri)
+    run = wk.init(project="t", uri=store_uri)
     run.log(
         {
             "int": 3,
@@ -88,7 +88,7 @@ def test_accepted_values_and_their_stored_numbers(sqlite_uri):
     )
     run.log(OrderedDict(int=4))  # any Mapping
     run.finish()
-    store = Store(sqlite_uri)
+    store = Store(store_uri)
     last = {s.name: s.last for s in store.signals.summaries(run.id)}
     assert last.pop("nan") != last.get("nan")  # NaN stored as NaN
     assert last == {
@@ -121,29 +121,29 @@ def test_accepted_values_and_their_stored_numbers(sqlite_uri):
         ({"a\nb": 1}, ValueError, "control characters"),
     ],
 )
-def test_bad_values_raise_naming_key_and_type(sqlite_uri, data, error, pattern):
-    run = wk.init(project="t", uri=sqlite_uri)
+def test_bad_values_raise_naming_key_and_type(store_uri, data, error, pattern):
+    run = wk.init(project="t", uri=store_uri)
     run.log({"good": 1.0})
     with pytest.raises(error, match=pattern):
         run.log({"before": 2.0, **data, "after": 3.0})
     run.log({"good": 4.0})
     run.finish()
     # nothing of the failing call was kept, nothing before or after it was lost
-    store = Store(sqlite_uri)
+    store = Store(store_uri)
     assert {s.name for s in store.signals.summaries(run.id)} == {"good"}
-    assert _history(sqlite_uri, run.id, "good") == [(0, 1.0), (1, 4.0)]
+    assert _history(store_uri, run.id, "good") == [(0, 1.0), (1, 4.0)]
 
 
-def test_log_requires_a_dict(sqlite_uri):
-    run = wk.init(project="t", uri=sqlite_uri)
+def test_log_requires_a_dict(store_uri):
+    run = wk.init(project="t", uri=store_uri)
     with pytest.raises(TypeError, match="expected a dict of values, got list"):
         run.log([1, 2])
     with pytest.raises(TypeError, match="step must be an int, got str"):
         run.log({"a": 1}, step="3")
 
 
-def test_summary_holds_last_values_and_user_values(sqlite_uri):
-    run = wk.init(project="t", uri=sqlite_uri)
+def test_summary_holds_last_values_and_user_values(store_uri):
+    run = wk.init(project="t", uri=store_uri)
     run.log({"acc": 0.5})
     run.summary["best_auc"] = 0.97
     run.log({"acc": 0.75, "best_auc": 0.98})  # a logged key overwrites a set one, as in W&B
@@ -153,13 +153,13 @@ def test_summary_holds_last_values_and_user_values(sqlite_uri):
     with pytest.raises(TypeError, match=r"summary\.bad: cannot store a value of type builtins\.object"):
         run.summary["bad"] = object()
     run.finish()
-    info = Store(sqlite_uri).runs.get(run.id)
+    info = Store(store_uri).runs.get(run.id)
     assert info.summary == {"acc": 0.75, "best_auc": 0.98, "note": "ok"}
     assert info.last_step == 1
 
 
-def test_config_reads_as_attributes_and_is_stored(sqlite_uri):
-    run = wk.init(project="t", uri=sqlite_uri, config={"lr": 1e-3, "layers": [64, 32]})
+def test_config_reads_as_attributes_and_is_stored(store_uri):
+    run = wk.init(project="t", uri=store_uri, config={"lr": 1e-3, "layers": [64, 32]})
     assert run.config.lr == 1e-3 and run.config["layers"] == [64, 32]
     run.config.batch_size = 128
     run.config.update({"dropout": math.nan})
@@ -168,45 +168,45 @@ def test_config_reads_as_attributes_and_is_stored(sqlite_uri):
     with pytest.raises(TypeError, match=r"config\.fn: cannot store"):
         run.config["fn"] = print
     run.finish()
-    config = Store(sqlite_uri).runs.get(run.id).config
+    config = Store(store_uri).runs.get(run.id).config
     assert config["lr"] == 1e-3 and config["layers"] == [64, 32] and config["batch_size"] == 128
     assert math.isnan(config["dropout"])
 
 
-def test_module_level_api_acts_on_the_current_run(sqlite_uri):
+def test_module_level_api_acts_on_the_current_run(store_uri):
     with pytest.raises(wk.UsageError, match=r"call wk\.init\(\) before wk\.log\(\)"):
         wk.log({"a": 1})
-    run = wk.init(project="t", uri=sqlite_uri)
+    run = wk.init(project="t", uri=store_uri)
     assert wk.run is run and wk.current_run() is run
     wk.log({"a": 1})
     wk.finish()
     assert wk.run is None
     with pytest.raises(wk.UsageError, match="is finished"):
         run.log({"a": 2})
-    assert _history(sqlite_uri, run.id, "a") == [(0, 1.0)]
+    assert _history(store_uri, run.id, "a") == [(0, 1.0)]
 
 
-def test_init_finishes_the_previous_run_unless_asked_not_to(sqlite_uri):
-    first = wk.init(project="t", uri=sqlite_uri)
-    second = wk.init(project="t", uri=sqlite_uri)
-    assert Store(sqlite_uri).runs.get(first.id).status == "finished"
-    third = wk.init(project="t", uri=sqlite_uri, reinit="create_new")
+def test_init_finishes_the_previous_run_unless_asked_not_to(store_uri):
+    first = wk.init(project="t", uri=store_uri)
+    second = wk.init(project="t", uri=store_uri)
+    assert Store(store_uri).runs.get(first.id).status == "finished"
+    third = wk.init(project="t", uri=store_uri, reinit="create_new")
     assert wk.run is third
-    assert Store(sqlite_uri).runs.get(second.id).status == "running"
+    assert Store(store_uri).runs.get(second.id).status == "running"
 
 
-def test_context_manager_marks_failure(sqlite_uri):
-    with pytest.raises(RuntimeError), wk.init(project="t", uri=sqlite_uri) as run:
+def test_context_manager_marks_failure(store_uri):
+    with pytest.raises(RuntimeError), wk.init(project="t", uri=store_uri) as run:
         run.log({"a": 1})
         raise RuntimeError("diverged")
-    info = Store(sqlite_uri).runs.get(run.id)
+    info = Store(store_uri).runs.get(run.id)
     assert info.status == "failed" and info.exit_code == 1 and info.error == "RuntimeError: diverged"
-    with wk.init(project="t", uri=sqlite_uri) as ok:
+    with wk.init(project="t", uri=store_uri) as ok:
         ok.log({"a": 1})
-    assert Store(sqlite_uri).runs.get(ok.id).status == "finished"
+    assert Store(store_uri).runs.get(ok.id).status == "finished"
 
 
-def test_init_records_the_run_at_once(sqlite_uri):
+def test_init_records_the_run_at_once(store_uri):
     run = wk.init(
         project="net",
         name="ae",
@@ -216,9 +216,9 @@ def test_init_records_the_run_at_once(sqlite_uri):
         version=1,
         group="g",
         notes="n",
-        uri=sqlite_uri,
+        uri=store_uri,
     )
-    info = Store(sqlite_uri).runs.get(run.id)
+    info = Store(store_uri).runs.get(run.id)
     assert (info.project, info.name, info.job_type, info.tags, info.model, info.version, info.group) == (
         "net",
         "ae",
