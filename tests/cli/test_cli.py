@@ -30,18 +30,18 @@ def _logged_run(uri: str) -> wk.Run:
     return run
 
 
-def test_runs_list_shows_runs(sqlite_uri):
-    run = _logged_run(sqlite_uri)
-    result = runner.invoke(app, ["runs", "list", "--uri", sqlite_uri])
+def test_runs_list_shows_runs(store_uri):
+    run = _logged_run(store_uri)
+    result = runner.invoke(app, ["runs", "list", "--uri", store_uri])
     assert result.exit_code == 0, result.output
     assert run.id in result.output and "ae-1" in result.output and "kpi-ae@2" in result.output
     assert "finished" in result.output
     assert "runs (1)" in result.output
 
 
-def test_runs_show_prints_config_summary_and_last_values(sqlite_uri):
-    run = _logged_run(sqlite_uri)
-    result = runner.invoke(app, ["runs", "show", "ae-1", "--uri", sqlite_uri])
+def test_runs_show_prints_config_summary_and_last_values(store_uri):
+    run = _logged_run(store_uri)
+    result = runner.invoke(app, ["runs", "show", "ae-1", "--uri", store_uri])
     assert result.exit_code == 0, result.output
     out = result.output
     assert run.id in out and "kpi-ae version 2" in out
@@ -55,31 +55,31 @@ def test_runs_show_prints_config_summary_and_last_values(sqlite_uri):
     assert "examples" in out and "2" in out
 
 
-def test_runs_show_unknown_run_fails_cleanly(sqlite_uri):
-    _logged_run(sqlite_uri)
-    result = runner.invoke(app, ["runs", "show", "nope", "--uri", sqlite_uri])
+def test_runs_show_unknown_run_fails_cleanly(store_uri):
+    _logged_run(store_uri)
+    result = runner.invoke(app, ["runs", "show", "nope", "--uri", store_uri])
     assert result.exit_code == 1
     assert "no run with id or name 'nope'" in result.output
 
 
-def test_runs_list_rejects_an_unknown_status(sqlite_uri):
-    result = runner.invoke(app, ["runs", "list", "--uri", sqlite_uri, "--status", "sleeping"])
+def test_runs_list_rejects_an_unknown_status(store_uri):
+    result = runner.invoke(app, ["runs", "list", "--uri", store_uri, "--status", "sleeping"])
     assert result.exit_code == 2
     assert "status must be one of running, finished, failed, crashed, got 'sleeping'" in _plain(result.output)
 
 
-def test_db_upgrade_on_a_current_database(sqlite_uri):
-    result = runner.invoke(app, ["db", "upgrade", "--uri", sqlite_uri])
+def test_db_upgrade_on_a_current_database(empty_uri):
+    result = runner.invoke(app, ["db", "upgrade", "--uri", empty_uri])
     assert result.exit_code == 0 and "none -> 0002" in result.output
-    result = runner.invoke(app, ["db", "upgrade", "--uri", sqlite_uri])
+    result = runner.invoke(app, ["db", "upgrade", "--uri", empty_uri])
     assert result.exit_code == 0 and "already at schema revision 0002" in result.output
-    result = runner.invoke(app, ["db", "current", "--uri", sqlite_uri])
+    result = runner.invoke(app, ["db", "current", "--uri", empty_uri])
     assert "database: 0002" in result.output
 
 
-def test_demo_logs_a_run_and_shows_it(sqlite_uri, tmp_path, monkeypatch):
+def test_demo_logs_a_run_and_shows_it(store_uri, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["demo", "--uri", sqlite_uri, "--epochs", "5"])
+    result = runner.invoke(app, ["demo", "--uri", store_uri, "--epochs", "5"])
     assert result.exit_code == 0, result.output
     assert "autoencoder-demo" in result.output and "val/roc_auc" in result.output
     assert "kpi-ae:v1" in result.output and "examples" in result.output

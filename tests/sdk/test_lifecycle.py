@@ -33,32 +33,32 @@ def _spawn(uri: str, mode: str) -> subprocess.Popen:
     )
 
 
-def test_exit_without_finish_flushes_everything_and_finishes(sqlite_uri):
-    p = _spawn(sqlite_uri, "exit")
+def test_exit_without_finish_flushes_everything_and_finishes(store_uri):
+    p = _spawn(store_uri, "exit")
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
-    store = Store(sqlite_uri)
+    store = Store(store_uri)
     info = store.runs.get(out.split()[0])
     assert info.status == "finished" and info.ended_at is not None
     assert {s.name: s.count for s in store.signals.summaries(info.id)} == {"x": 20000, "y": 20000}
     assert info.summary["x"] == 19999
 
 
-def test_an_uncaught_exception_marks_the_run_failed(sqlite_uri):
-    p = _spawn(sqlite_uri, "raise")
+def test_an_uncaught_exception_marks_the_run_failed(store_uri):
+    p = _spawn(store_uri, "raise")
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1 and "bad batch at step 7" in err  # the user's traceback is untouched
-    info = Store(sqlite_uri).runs.get(out.split()[0])
+    info = Store(store_uri).runs.get(out.split()[0])
     assert info.status == "failed"
     assert info.error == "ValueError: bad batch at step 7"
-    assert Store(sqlite_uri).signals.summaries(info.id)[0].count == 20000
+    assert Store(store_uri).signals.summaries(info.id)[0].count == 20000
 
 
-def test_a_killed_process_leaves_a_crashed_run_not_an_open_one(sqlite_uri):
-    p = _spawn(sqlite_uri, "hang")
+def test_a_killed_process_leaves_a_crashed_run_not_an_open_one(store_uri):
+    p = _spawn(store_uri, "hang")
     run_id = p.stdout.readline().strip()
     assert p.stdout.readline().strip() == "ready"
-    store = Store(sqlite_uri)
+    store = Store(store_uri)
     assert store.runs.get(run_id).status == "running"
     assert store.runs.reap() == []  # alive: not reaped
     os.kill(p.pid, signal.SIGKILL)
@@ -70,10 +70,10 @@ def test_a_killed_process_leaves_a_crashed_run_not_an_open_one(sqlite_uri):
     assert store.signals.summaries(run_id)[0].count > 0
 
 
-def test_a_stale_heartbeat_from_another_host_is_crashed(sqlite_uri):
+def test_a_stale_heartbeat_from_another_host_is_crashed(store_uri):
     from watchkeeper.store import Batch, RunStart
 
-    store = Store(sqlite_uri)
+    store = Store(store_uri)
     store.write(
         Batch(runs=[RunStart(id="r", project="p", name="r", created_at=time.time() - 600, host="far")])
     )

@@ -32,24 +32,24 @@ def test_log_reference_and_load_it_back(store_uri):
     )
 
 
-def test_logging_a_reference_again_replaces_it(sqlite_uri):
-    run = wk.init(project="p", model="m", version=2, uri=sqlite_uri)
+def test_logging_a_reference_again_replaces_it(store_uri):
+    run = wk.init(project="p", model="m", version=2, uri=store_uri)
     run.log_reference(pd.DataFrame({"x": [1.0, 2.0]}))
     run.log_reference(pd.DataFrame({"x": [10.0, 20.0, 30.0]}))
     run.log_reference(pd.DataFrame({"x": [5.0]}), name="holdout")
     run.finish()
-    assert wk.load_reference("m", 2, project="p", uri=sqlite_uri)["x"].mean == 20.0
-    assert wk.load_reference("m", 2, "holdout", project="p", uri=sqlite_uri).rows == 1
-    assert [r.name for r in Store(sqlite_uri).profiles.references("p")] == ["holdout", "train"]
+    assert wk.load_reference("m", 2, project="p", uri=store_uri)["x"].mean == 20.0
+    assert wk.load_reference("m", 2, "holdout", project="p", uri=store_uri).rows == 1
+    assert [r.name for r in Store(store_uri).profiles.references("p")] == ["holdout", "train"]
 
 
-def test_log_reference_needs_model_and_version(sqlite_uri):
-    run = wk.init(project="p", uri=sqlite_uri)
+def test_log_reference_needs_model_and_version(store_uri):
+    run = wk.init(project="p", uri=store_uri)
     with pytest.raises(wk.UsageError, match="needs the run's model and version"):
         run.log_reference(pd.DataFrame({"x": [1.0]}))
 
 
-def test_a_missing_reference_is_a_clear_error(sqlite_uri):
-    wk.init(project="p", uri=sqlite_uri).finish()
+def test_a_missing_reference_is_a_clear_error(store_uri):
+    wk.init(project="p", uri=store_uri).finish()
     with pytest.raises(KeyError, match="no reference 'train' for model 'm' version '1'"):
-        wk.load_reference("m", 1, project="p", uri=sqlite_uri)
+        wk.load_reference("m", 1, project="p", uri=store_uri)

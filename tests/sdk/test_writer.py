@@ -38,9 +38,9 @@ class FlakyTransport(LocalTransport):
         return super().send(batch)
 
 
-def test_failing_store_then_recovery_loses_nothing_and_duplicates_nothing(sqlite_uri, caplog):
-    store = Store(sqlite_uri)
-    transport = FlakyTransport(Store(sqlite_uri), failures=3)
+def test_failing_store_then_recovery_loses_nothing_and_duplicates_nothing(store_uri, caplog):
+    store = Store(store_uri)
+    transport = FlakyTransport(Store(store_uri), failures=3)
     run = Run(transport, project="p", flush_interval=0.01)
     with caplog.at_level(logging.WARNING, logger="watchkeeper"):
         for i in range(30_000):
@@ -52,8 +52,8 @@ def test_failing_store_then_recovery_loses_nothing_and_duplicates_nothing(sqlite
     assert store.runs.get(run.id).status == "finished"
 
 
-def test_a_store_that_never_recovers_does_not_raise_and_says_what_was_lost(sqlite_uri, caplog):
-    transport = FlakyTransport(Store(sqlite_uri), failures=10**9)
+def test_a_store_that_never_recovers_does_not_raise_and_says_what_was_lost(store_uri, caplog):
+    transport = FlakyTransport(Store(store_uri), failures=10**9)
     run = Run(transport, project="p", flush_interval=0.01, finish_timeout=0.3)
     with caplog.at_level(logging.WARNING, logger="watchkeeper"):
         for i in range(1000):
@@ -62,21 +62,21 @@ def test_a_store_that_never_recovers_does_not_raise_and_says_what_was_lost(sqlit
     assert "1000 points could not be written" in caplog.text
 
 
-def test_a_full_queue_drops_counts_and_reports(sqlite_uri, caplog):
-    transport = FlakyTransport(Store(sqlite_uri), failures=0)
+def test_a_full_queue_drops_counts_and_reports(store_uri, caplog):
+    transport = FlakyTransport(Store(store_uri), failures=0)
     run = Run(transport, project="p", max_queue=100, flush_interval=3600)
     with caplog.at_level(logging.WARNING, logger="watchkeeper"):
         for i in range(250):
             run.log({"x": i})
     assert "dropping new steps" in caplog.text
     run.finish()
-    info = Store(sqlite_uri).runs.get(run.id)
+    info = Store(store_uri).runs.get(run.id)
     assert info.summary["_dropped_steps"] == 150
-    assert Store(sqlite_uri).signals.summaries(run.id)[0].count == 100
+    assert Store(store_uri).signals.summaries(run.id)[0].count == 100
 
 
-def test_logging_from_several_threads_keeps_every_point(sqlite_uri):
-    run = wk.init(project="p", uri=sqlite_uri, flush_interval=0.01)
+def test_logging_from_several_threads_keeps_every_point(store_uri):
+    run = wk.init(project="p", uri=store_uri, flush_interval=0.01)
 
     def work(k: int) -> None:
         for i in range(5000):
@@ -88,14 +88,14 @@ def test_logging_from_several_threads_keeps_every_point(sqlite_uri):
     for t in threads:
         t.join()
     run.finish()
-    counts = {s.name: s.count for s in Store(sqlite_uri).signals.summaries(run.id)}
+    counts = {s.name: s.count for s in Store(store_uri).signals.summaries(run.id)}
     assert counts == {f"t{k}": 5000 for k in range(4)}
 
 
-def test_a_forked_child_does_not_write_or_hang(sqlite_uri):
+def test_a_forked_child_does_not_write_or_hang(store_uri):
     import os
 
-    run = wk.init(project="p", uri=sqlite_uri)
+    run = wk.init(project="p", uri=store_uri)
     run.log({"x": 1})
     pid = os.fork()
     if pid == 0:  # child: logging must neither raise nor block, and exit must be clean
@@ -106,7 +106,7 @@ def test_a_forked_child_does_not_write_or_hang(sqlite_uri):
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     run.finish()
-    assert Store(sqlite_uri).signals.summaries(run.id)[0].count == 1
+    assert Store(store_uri).signals.summaries(run.id)[0].count == 1
 
 
 @pytest.mark.parametrize("bad_uri", ["mysql://x@y/z", "not a uri"])
@@ -115,18 +115,18 @@ def test_bad_store_uri_is_a_clear_error(bad_uri):
         wk.init(project="p", uri=bad_uri)
 
 
-def test_heartbeats_go_out_even_with_a_long_flush_interval(sqlite_uri, monkeypatch):
+def test_heartbeats_go_out_even_with_a_long_flush_interval(store_uri, monkeypatch):
     import time
 
     from watchkeeper.sdk import run as run_module
 
     monkeypatch.setattr(run_module, "HEARTBEAT_EVERY", 0.05)
-    run = wk.init(project="p", uri=sqlite_uri, flush_interval=3600)
-    first = Store(sqlite_uri).runs.get(run.id).heartbeat_at
+    run = wk.init(project="p", uri=store_uri, flush_interval=3600)
+    first = Store(store_uri).runs.get(run.id).heartbeat_at
     deadline = time.time() + 10
-    while Store(sqlite_uri).runs.get(run.id).heartbeat_at == first and time.time() < deadline:
+    while Store(store_uri).runs.get(run.id).heartbeat_at == first and time.time() < deadline:
         time.sleep(0.05)
-    assert Store(sqlite_uri).runs.get(run.id).heartbeat_at > first
+    assert Store(store_uri).runs.get(run.id).heartbeat_at > first
     run.finish()
 
 
@@ -144,11 +144,11 @@ class PoisonTransport(LocalTransport):
         return super().send(batch)
 
 
-def test_a_batch_refused_for_good_is_dropped_and_the_rest_still_arrive(sqlite_uri, caplog):
+def test_a_batch_refused_for_good_is_dropped_and_the_rest_still_arrive(store_uri, caplog):
     import time
 
-    store = Store(sqlite_uri)
-    run = Run(PoisonTransport(Store(sqlite_uri)), project="p", flush_interval=0.01)
+    store = Store(store_uri)
+    run = Run(PoisonTransport(Store(store_uri)), project="p", flush_interval=0.01)
     with caplog.at_level(logging.ERROR, logger="watchkeeper"):
         for i in range(2000):
             run.log({"x": i})
