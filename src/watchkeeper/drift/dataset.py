@@ -17,6 +17,7 @@ import numpy as np
 
 from watchkeeper.drift import decide
 from watchkeeper.drift.base import DriftMethod, DriftStatistic
+from watchkeeper.drift.binning import bin_categorical_profiles
 from watchkeeper.drift.columns import (
     EMPTY,
     KIND_MISMATCH,
@@ -361,35 +362,17 @@ def _compare_profiles(name: str, reference: Profile, current: Profile) -> Column
                 _numeric_plot_profiles(a, b),
             )
         if kind_a in ("categorical", "boolean"):
-            p, q, labels = _shares(a, b)
-            base = replace(base, ref_count=_present(a), cur_count=_present(b))
+            binned = bin_categorical_profiles(a, b)
+            p, q = binned.p, binned.q
+            labels = ["(other values)" if c is None else c for c in binned.categories]
+            base = replace(
+                base, ref_count=int(binned.ref_counts.sum()), cur_count=int(binned.cur_counts.sum())
+            )
             test = _method("chi2" if kind_a == "categorical" else "ztest").on_profiles(a, b)
             return _categorical(base, test, float(np.max(np.abs(p - q))), _categorical_plot(labels, p, q))
     except ValueError as exc:
         return replace(base, status=NOT_COMPARED, message=str(exc))
     return replace(base, status=NOT_COMPARED, message=f"{kind_a} columns are not compared from profiles yet")
-
-
-def _present(col: Any) -> int:
-    if col.strings is not None:
-        return col.strings.seen
-    return col.true_count + col.false_count
-
-
-def _shares(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-    """Category shares of two profile columns over the union of their tracked values."""
-
-    def counts(col: Any) -> dict[Any, int]:
-        if col.strings is not None:
-            return {i.value: i.count for i in col.strings.frequent.top(len(col.strings.frequent))}
-        return {True: col.true_count, False: col.false_count}
-
-    ca, cb = counts(a), counts(b)
-    labels = list(dict.fromkeys([*ca, *cb]))
-    na, nb = max(_present(a), 1), max(_present(b), 1)
-    p = np.array([ca.get(v, 0) for v in labels], dtype=np.float64) / na
-    q = np.array([cb.get(v, 0) for v in labels], dtype=np.float64) / nb
-    return p, q, labels
 
 
 def _numeric_plot_profiles(a: Any, b: Any) -> dict[str, Any]:

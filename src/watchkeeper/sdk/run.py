@@ -314,7 +314,7 @@ class Run:
         self, row: dict[str, Any], extras: list | None, step: int | None, commit: bool | None
     ) -> None:
         if step is not None:
-            if type(step) is not int and not (hasattr(step, "__index__") and not isinstance(step, bool)):
+            if isinstance(step, bool) or not hasattr(step, "__index__"):  # int, numpy ints; not bools
                 raise TypeError(f"log: step must be an int, got {type(step).__name__}")
             step = int(step)
             if step < self._step:

@@ -39,31 +39,9 @@ class LocalTransport:
         self.store.blobs.put_file(source, digest)
 
     def download_artifact(self, project: str, ref: str, dest: Path, run_id: str | None) -> Path:
-        import time
-
-        import sqlalchemy as sa
-
-        from watchkeeper.store.engine import insert_ignore
-        from watchkeeper.store.schema import artifacts, projects, run_artifacts
-
-        av = self.store.artifacts.get(project, ref)
-        self.store.artifacts.download(project, av.ref, dest)
         if run_id is not None:
-            with self.store.begin_write() as conn:
-                artifact_id = conn.execute(
-                    sa.select(artifacts.c.id)
-                    .join(projects, projects.c.id == artifacts.c.project_id)
-                    .where(
-                        projects.c.name == project,
-                        artifacts.c.name == av.name,
-                        artifacts.c.version == av.version,
-                    )
-                ).scalar_one()
-                conn.execute(
-                    insert_ignore(conn.dialect, run_artifacts),
-                    [{"run_id": run_id, "artifact_id": artifact_id, "role": "input", "t": time.time()}],
-                )
-        return dest
+            ref = self.store.artifacts.record_use(project, ref, run_id).ref
+        return self.store.artifacts.download(project, ref, dest)
 
     def close(self) -> None:
         self.store.close()

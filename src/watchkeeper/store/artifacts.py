@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 
 from watchkeeper.store import codec
 from watchkeeper.store.batch import ArtifactFile, ArtifactLog, ArtifactVersion
+from watchkeeper.store.engine import insert_ignore
 from watchkeeper.store.schema import artifact_files, artifacts, projects, run_artifacts
 
 if TYPE_CHECKING:
@@ -104,6 +106,23 @@ class Artifacts:
         with self._store.connect() as conn:
             return [ArtifactFile(path=r[0], digest=r[1], size=r[2]) for r in conn.execute(q)]
 
+    def record_use(self, project: str, ref: str, run_id: str) -> ArtifactVersion:
+        """Record that run ``run_id`` used artifact ``ref``; returns the version it resolved to."""
+        av = self.get(project, ref)
+        with self._store.begin_write() as conn:
+            artifact_id = conn.execute(
+                sa.select(artifacts.c.id)
+                .join(projects, projects.c.id == artifacts.c.project_id)
+                .where(
+                    projects.c.name == project, artifacts.c.name == av.name, artifacts.c.version == av.version
+                )
+            ).scalar_one()
+            conn.execute(
+                insert_ignore(conn.dialect, run_artifacts),
+                [{"run_id": run_id, "artifact_id": artifact_id, "role": "input", "t": time.time()}],
+            )
+        return av
+
     def download(self, project: str, ref: str, dest: str | Path) -> Path:
         """Copy the files of an artifact version into directory ``dest``; returns ``dest``."""
         dest = Path(dest)
@@ -152,8 +171,6 @@ def write_artifacts(store: Store, conn: sa.Connection, logs: list[ArtifactLog]) 
                 ],
             )
         if log.run_id is not None:
-            from watchkeeper.store.engine import insert_ignore
-
             conn.execute(
                 insert_ignore(conn.dialect, run_artifacts),
                 [{"run_id": log.run_id, "artifact_id": artifact_id, "role": "output", "t": log.t}],

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from watchkeeper.store.batch import ProfileLog
+from watchkeeper.store.engine import insert_ignore
 from watchkeeper.store.schema import model_versions, profiles, projects, references
 
 if TYPE_CHECKING:
@@ -136,8 +137,6 @@ def _stored(row: sa.Row) -> StoredProfile:
 
 
 def write_profiles(store: Store, conn: sa.Connection, logs: list[ProfileLog]) -> None:
-    from watchkeeper.store.engine import insert_ignore
-
     for log in logs:
         project_id = store.project_id(conn, log.project)
         profile_id = conn.execute(

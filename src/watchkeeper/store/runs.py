@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from watchkeeper.store import codec
 from watchkeeper.store.batch import RunStart, RunUpdate
+from watchkeeper.store.engine import insert_ignore
 from watchkeeper.store.schema import projects, runs
 
 if TYPE_CHECKING:
@@ -195,8 +196,6 @@ def _pid_alive(pid: int) -> bool:
 
 
 def write_starts(store: Store, conn: sa.Connection, starts: list[RunStart]) -> None:
-    from watchkeeper.store.engine import insert_ignore
-
     rows = [
         {
             "id": s.id,

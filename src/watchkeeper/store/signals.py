@@ -14,6 +14,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from watchkeeper.store.batch import Points
+from watchkeeper.store.engine import positional_insert
 from watchkeeper.store.schema import points, series
 
 if TYPE_CHECKING:
@@ -139,8 +140,6 @@ _POINT_COLUMNS = ("series_id", "step", "t", "value")
 
 
 def write_points(store: Store, conn: sa.Connection, batches: list[Points]) -> None:
-    from watchkeeper.store.engine import positional_insert
-
     rows: list[tuple] = []
     sqlite = conn.dialect.name == "sqlite"
     for p in batches:
