@@ -161,3 +161,53 @@ def test_no_scipy_fallback_warning_reaches_the_user(monkeypatch):
         KS().exact(rng.normal(size=500), rng.normal(size=500))
     messages = [str(w.message) for w in caught]
     assert messages == ["something else"]
+
+
+def test_a_chosen_distance_decides_by_its_threshold():
+    from watchkeeper.drift.psi import PSI
+
+    ref, cur = _pair(20_000)
+    res = wk.drift(ref, cur, method="psi", threshold=0.05)
+    for col in ("amount", "age", "country"):
+        c = res[col]
+        assert (c.method, c.rule, c.threshold) == ("psi", "threshold", 0.05) and math.isnan(c.p_value)
+        exact = PSI().exact(ref[col].to_numpy(), cur[col].to_numpy()).statistic
+        assert c.statistic == pytest.approx(exact, rel=1e-9)
+        assert c.drifted == (exact >= 0.05)
+    assert res["amount"].drifted and not res["age"].drifted
+    assert res["is_new"].rule == "default" and res["is_new"].method == "ztest"  # psi does not cover booleans
+    prof = wk.drift(wk.profile(ref), wk.profile(cur), method="psi", threshold=0.05)
+    assert prof.drifted_columns == res.drifted_columns
+
+
+def test_a_chosen_test_has_no_effect_floor():
+    rng = np.random.default_rng(9)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 200_000), "y": rng.normal(0, 1, 200_000)})
+    cur = pd.DataFrame({"x": rng.normal(0.03, 1, 200_000), "y": rng.normal(0, 1, 200_000)})
+    default = wk.drift(ref, cur)
+    assert default["x"].p_adjusted < 0.01 and default["x"].drifted is False  # real, but below the floor
+    chosen = wk.drift(ref, cur, method={"x": "ks"})
+    assert (chosen["x"].method, chosen["x"].rule) == ("ks", "test") and chosen["x"].drifted is True
+    assert chosen["y"].rule == "default"
+    # one family: the adjusted p-values of both columns are Holm over both
+    from watchkeeper.drift import adjust_p_values
+
+    both = np.array([chosen["x"].p_value, chosen["y"].p_value])
+    np.testing.assert_allclose(
+        [chosen["x"].p_adjusted, chosen["y"].p_adjusted], adjust_p_values(both, "holm")
+    )
+
+
+def test_method_choices_are_checked():
+    ref, cur = _pair(2000)
+    with pytest.raises(ValueError, match=r"unknown drift method\(s\) \['nope'\]"):
+        wk.drift(ref, cur, method="nope")
+    with pytest.raises(ValueError, match="'psi' is a distance: give threshold="):
+        wk.drift(ref, cur, method="psi")
+    with pytest.raises(ValueError, match="threshold= goes with method="):
+        wk.drift(ref, cur, threshold=0.1)
+    with pytest.raises(ValueError, match="'ks' is a test, decided by alpha"):
+        wk.drift(ref, cur, method="ks", threshold=0.1)
+    res = wk.drift(ref, cur, method={"country": "ks"})
+    assert res["country"].status == "not compared"
+    assert res["country"].message == "method 'ks' does not apply to categorical columns"

@@ -56,7 +56,10 @@ class DriftMethod(ABC):
         return dict(sorted(DriftMethod._registry.items()))
 
     @abstractmethod
-    def exact(self, ref: np.ndarray, cur: np.ndarray) -> DriftStatistic: ...
+    def exact(self, ref: np.ndarray, cur: np.ndarray, *, kind: str | None = None) -> DriftStatistic:
+        """``kind`` says how to read the values where their dtype cannot (integer codes of categories are
+        categorical); None reads it from the dtype. A method of one kind ignores it."""
 
     @abstractmethod
-    def on_profiles(self, ref: Any, cur: Any) -> DriftStatistic: ...
+    def on_profiles(self, ref: Any, cur: Any, *, kind: str | None = None) -> DriftStatistic:
+        """``kind`` as for :meth:`exact`; None reads it from the profiles."""

@@ -9,7 +9,7 @@ silent NaN verdict.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -60,6 +60,8 @@ class ColumnDrift:
     cur_count: int = 0
     ref_missing: int = 0
     cur_missing: int = 0
+    rule: str = "default"  # "default", "test" (a chosen test: adjusted p < alpha) or "threshold"
+    threshold: float | None = None  # for rule "threshold": drifted when statistic >= threshold
     plot: dict[str, Any] | None = field(default=None, repr=False)
 
 
@@ -112,6 +114,8 @@ class DriftResult:
                 "effect_name": c.effect_name,
                 "effect": c.effect,
                 "drifted": c.drifted,
+                "rule": c.rule,
+                "threshold": c.threshold,
                 "status": c.status,
                 "message": c.message,
                 "ref_count": c.ref_count,
@@ -148,19 +152,26 @@ def drift(
     numeric_min_effect: float = 0.05,
     categorical_min_effect: float = 0.025,
     drift_share: float = 0.5,
+    method: str | Mapping[str, str] | None = None,
+    threshold: float | Mapping[str, float] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> DriftResult:
     """Compare ``current`` with ``reference``: two tables (pandas, polars, Arrow, numpy, dicts, records) or
     two ``Profile`` objects. See :mod:`watchkeeper.drift.decide` for the decision rule and its settings.
 
-    ``progress(done, total, column)`` is called after each column is compared.
+    ``method`` replaces the default rule by one catalogue method: for every column it covers (a name), or
+    per column (a mapping). A chosen test (``ks``, ``welch``, ``chi2``, ``ztest``) decides by its adjusted
+    p-value against ``alpha``; a chosen distance (``psi``, ``js``, ...) by ``threshold`` (a number, or one
+    per column), and stays out of the multiple-testing family. ``progress(done, total, column)`` is called
+    after each column is compared.
     """
     policy = decide.DriftPolicy(alpha, correction, numeric_min_effect, categorical_min_effect, drift_share)
+    choose = _chooser(method, threshold)
     if isinstance(reference, Profile) != isinstance(current, Profile):
         raise TypeError("compare two Profiles, or two tables: got one of each")
     if isinstance(reference, Profile):
         names = _names(reference, current, columns)
-        results = _each(names, lambda name: _compare_profiles(name, reference, current), progress)
+        results = _each(names, lambda name: _compare_profiles(name, reference, current, choose), progress)
         source = "profiles"
     else:
         ref_frame, cur_frame = as_frame(reference), as_frame(current)
@@ -171,11 +182,74 @@ def drift(
             # one column of each side at a time: peak memory stays near one column's, not a copy of the frames
             ref = ref_frame.column(name) if name in ref_names else None
             cur = cur_frame.column(name) if name in cur_names else None
-            return _compare_raw(pair_column(name, ref, cur))
+            return _compare_raw(pair_column(name, ref, cur), choose)
 
         results = _each(names, compare, progress)
         source = "raw"
     return DriftResult(_decide(results, policy), policy, source)
+
+
+class _NotApplicable(ValueError):
+    """The method chosen for a column does not cover its kind."""
+
+
+Choice = tuple[str, float | None] | None
+
+
+def _chooser(
+    method: str | Mapping[str, str] | None, threshold: float | Mapping[str, float] | None
+) -> Callable[[str, str], Choice]:
+    """``choose(column, kind)``: (method, threshold) chosen for the column, or None for the default rule."""
+    if method is None:
+        if threshold is not None:
+            raise ValueError("threshold= goes with method=: it is the decision value of a chosen distance")
+        return lambda name, kind: None
+    registry = DriftMethod.registry()
+    named = set(method.values()) if isinstance(method, Mapping) else {method}
+    unknown = sorted(m for m in named if m not in registry)
+    if unknown:
+        raise ValueError(f"unknown drift method(s) {unknown}; known: {', '.join(registry)}")
+    for m in named:
+        cls = registry[m]
+        if cls.is_test and threshold is not None and not isinstance(threshold, Mapping):
+            raise ValueError(f"method {m!r} is a test, decided by alpha; threshold= is for distances")
+        if not cls.is_test and threshold is None:
+            raise ValueError(
+                f"method {m!r} is a distance: give threshold= (the value at which a column drifts)"
+            )
+
+    def choose(name: str, kind: str) -> Choice:
+        m = method.get(name) if isinstance(method, Mapping) else method
+        if m is None:
+            return None
+        cls = registry[m]
+        covered = "numeric" if kind == "text" else kind  # free text is compared by its lengths
+        if covered not in cls.kinds:
+            if isinstance(method, Mapping):  # chosen for this very column: say why it cannot be used
+                raise _NotApplicable(f"method {m!r} does not apply to {kind} columns")
+            return None  # one method for all: columns it does not cover keep the default rule
+        if cls.is_test:
+            return m, None
+        t = threshold.get(name) if isinstance(threshold, Mapping) else threshold
+        if t is None:
+            raise ValueError(f"column {name!r}: method {m!r} is a distance: give it a threshold")
+        return m, float(t)
+
+    return choose
+
+
+def _chosen(
+    base: ColumnDrift, stat: DriftStatistic, limit: float | None, plot: dict[str, Any]
+) -> ColumnDrift:
+    return replace(
+        base,
+        method=stat.method,
+        statistic=stat.statistic,
+        p_value=math.nan if stat.p_value is None else stat.p_value,
+        rule="test" if limit is None else "threshold",
+        threshold=limit,
+        plot=plot,
+    )
 
 
 def _each(names: list[str], compare: Callable[[str], ColumnDrift], progress: Any) -> list[ColumnDrift]:
@@ -205,7 +279,7 @@ def _method(name: str) -> DriftMethod:
 # -- raw data ---------------------------------------------------------------------------------------------
 
 
-def _compare_raw(pair: ColumnPair) -> ColumnDrift:
+def _compare_raw(pair: ColumnPair, choose: Callable[[str, str], Choice]) -> ColumnDrift:
     base = ColumnDrift(
         column=pair.name,
         kind=pair.kind,
@@ -222,21 +296,31 @@ def _compare_raw(pair: ColumnPair) -> ColumnDrift:
     ref, cur = pair.ref, pair.cur
     assert ref is not None and cur is not None
     try:
+        chosen = choose(pair.name, pair.kind)
+    except _NotApplicable as exc:
+        return replace(base, status=NOT_COMPARED, message=str(exc))
+    try:
         if pair.kind in ("numeric", "text"):
             # sorted once here; KS, Wasserstein and the plot all read the sorted samples
             ref, cur = np.sort(ref), np.sort(cur)
+            plot = _numeric_plot(ref, cur)
+            if chosen is not None:
+                return _chosen(base, _method(chosen[0]).exact(ref, cur, kind="numeric"), chosen[1], plot)
             ks, w = _method("ks").exact(ref, cur), _method("wasserstein").exact(ref, cur)
-            return _numeric(base, ks, w, _welch_raw(ref, cur), _numeric_plot(ref, cur))
+            return _numeric(base, ks, w, _welch_raw(ref, cur), plot)
         labels = pair.labels
         k = len(labels)
         p = np.bincount(ref, minlength=k) / ref.size
         q = np.bincount(cur, minlength=k) / cur.size
+        plot = _categorical_plot(labels, p, q)
         if pair.kind == "boolean":  # the z-test's sign says which way the share of True moved
             truth = np.array([bool(v) for v in labels])
-            test = _method("ztest").exact(truth[ref], truth[cur])
-        else:
-            test = _method("chi2").exact(ref, cur)
-        return _categorical(base, test, float(np.max(np.abs(p - q))), _categorical_plot(labels, p, q))
+            ref, cur = truth[ref], truth[cur]
+        kind = "boolean" if pair.kind == "boolean" else "categorical"  # the codes are labels, not numbers
+        if chosen is not None:
+            return _chosen(base, _method(chosen[0]).exact(ref, cur, kind=kind), chosen[1], plot)
+        test = _method("ztest" if pair.kind == "boolean" else "chi2").exact(ref, cur, kind=kind)
+        return _categorical(base, test, float(np.max(np.abs(p - q))), plot)
     except ValueError as exc:
         return replace(base, status=NOT_COMPARED, message=str(exc))
 
@@ -313,7 +397,9 @@ def _categorical_plot(labels: list[Any], p: np.ndarray, q: np.ndarray) -> dict[s
 # -- profiles ---------------------------------------------------------------------------------------------
 
 
-def _compare_profiles(name: str, reference: Profile, current: Profile) -> ColumnDrift:
+def _compare_profiles(
+    name: str, reference: Profile, current: Profile, choose: Callable[[str, str], Choice]
+) -> ColumnDrift:
     if name not in current:
         return ColumnDrift(
             name, "-", ONLY_REFERENCE, None, message="the column is missing from the current data"
@@ -342,34 +428,40 @@ def _compare_profiles(name: str, reference: Profile, current: Profile) -> Column
         return replace(
             base, status=KIND_MISMATCH, message=f"{kind_a} in the reference, {kind_b} in the current data"
         )
+    kind = "numeric" if kind_a == "datetime" else kind_a
     try:
-        if kind_a in ("numeric", "datetime"):
+        chosen = choose(name, kind)
+    except _NotApplicable as exc:
+        return replace(base, status=NOT_COMPARED, message=str(exc))
+    try:
+        if kind == "numeric":
             base = replace(base, kind="numeric", ref_count=a.numeric.moments.n, cur_count=b.numeric.moments.n)
             if a.numeric.moments.n == 0 or b.numeric.moments.n == 0:
                 side = "reference" if a.numeric.moments.n == 0 else "current data"
                 return replace(base, status=EMPTY, message=f"the {side} has no finite values in this column")
+            plot = _numeric_plot_profiles(a, b)
+            if chosen is not None:
+                return _chosen(base, _method(chosen[0]).on_profiles(a, b, kind="numeric"), chosen[1], plot)
             ma, mb = a.numeric.moments, b.numeric.moments
             p_welch = (
                 welch_from_moments(ma.n, ma.mean, ma.variance(ddof=1), mb.n, mb.mean, mb.variance(ddof=1))[1]
                 if ma.n > 1 and mb.n > 1
                 else 1.0
             )
-            return _numeric(
-                base,
-                _method("ks").on_profiles(a, b),
-                _method("wasserstein").on_profiles(a, b),
-                p_welch,
-                _numeric_plot_profiles(a, b),
-            )
-        if kind_a in ("categorical", "boolean"):
+            ks, w = _method("ks").on_profiles(a, b), _method("wasserstein").on_profiles(a, b)
+            return _numeric(base, ks, w, p_welch, plot)
+        if kind in ("categorical", "boolean"):
             binned = bin_categorical_profiles(a, b)
             p, q = binned.p, binned.q
             labels = ["(other values)" if c is None else c for c in binned.categories]
             base = replace(
                 base, ref_count=int(binned.ref_counts.sum()), cur_count=int(binned.cur_counts.sum())
             )
-            test = _method("chi2" if kind_a == "categorical" else "ztest").on_profiles(a, b)
-            return _categorical(base, test, float(np.max(np.abs(p - q))), _categorical_plot(labels, p, q))
+            plot = _categorical_plot(labels, p, q)
+            if chosen is not None:
+                return _chosen(base, _method(chosen[0]).on_profiles(a, b, kind=kind), chosen[1], plot)
+            test = _method("chi2" if kind == "categorical" else "ztest").on_profiles(a, b, kind=kind)
+            return _categorical(base, test, float(np.max(np.abs(p - q))), plot)
     except ValueError as exc:
         return replace(base, status=NOT_COMPARED, message=str(exc))
     return replace(base, status=NOT_COMPARED, message=f"{kind_a} columns are not compared from profiles yet")
@@ -392,16 +484,26 @@ def _numeric_plot_profiles(a: Any, b: Any) -> dict[str, Any]:
 
 
 def _decide(results: list[ColumnDrift], policy: decide.DriftPolicy) -> list[ColumnDrift]:
-    p = np.array([r.p_value if r.status == OK else math.nan for r in results])
+    # the multiple-testing family: every compared column decided by a test (default rule or a chosen test)
+    p = np.array([r.p_value if r.status == OK and r.rule != "threshold" else math.nan for r in results])
     adjusted = decide.adjust_p_values(p, policy.correction)
     out = []
     for r, p_adj in zip(results, adjusted, strict=True):
-        if r.status != OK or math.isnan(p_adj):
+        if r.status != OK:
             out.append(r)
-            continue
-        minimum = (
-            policy.numeric_min_effect if r.effect_name == "wasserstein/std" else policy.categorical_min_effect
-        )
-        drifted = bool(p_adj < policy.alpha and r.effect >= minimum)
-        out.append(replace(r, p_adjusted=float(p_adj), drifted=drifted))
+        elif r.rule == "threshold":
+            assert r.threshold is not None
+            out.append(replace(r, drifted=bool(r.statistic >= r.threshold)))
+        elif math.isnan(p_adj):
+            out.append(r)
+        elif r.rule == "test":
+            out.append(replace(r, p_adjusted=float(p_adj), drifted=bool(p_adj < policy.alpha)))
+        else:
+            minimum = (
+                policy.numeric_min_effect
+                if r.effect_name == "wasserstein/std"
+                else policy.categorical_min_effect
+            )
+            drifted = bool(p_adj < policy.alpha and r.effect >= minimum)
+            out.append(replace(r, p_adjusted=float(p_adj), drifted=drifted))
     return out

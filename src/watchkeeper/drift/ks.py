@@ -105,7 +105,7 @@ class KS(DriftMethod, name="ks", kinds=(NUMERIC,)):
 
     is_test: ClassVar[bool] = True
 
-    def exact(self, ref: np.ndarray, cur: np.ndarray) -> DriftStatistic:
+    def exact(self, ref: np.ndarray, cur: np.ndarray, *, kind: str | None = None) -> DriftStatistic:
         r, c = finite_sample(ref, "reference"), finite_sample(cur, "current")
         n1, n2 = r.size, c.size
         if max(n1, n2) <= EXACT_MAX_N:
@@ -125,7 +125,7 @@ class KS(DriftMethod, name="ks", kinds=(NUMERIC,)):
         details = {"n_ref": n1, "n_cur": n2, "location": where, "sign": sign, "p_method": method}
         return DriftStatistic(self.name, d, p, None, details)
 
-    def on_profiles(self, ref: Any, cur: Any) -> DriftStatistic:
+    def on_profiles(self, ref: Any, cur: Any, *, kind: str | None = None) -> DriftStatistic:
         rq, cq = quantile_sketch(ref, "reference"), quantile_sketch(cur, "current")
         grid = np.linspace(0.0, 1.0, GRID)
         points = np.unique(np.concatenate((rq.quantile(grid), cq.quantile(grid))))

@@ -100,14 +100,14 @@ class Wasserstein(DriftMethod, name="wasserstein", kinds=(NUMERIC,)):
 
     is_test: ClassVar[bool] = False
 
-    def exact(self, ref: np.ndarray, cur: np.ndarray) -> DriftStatistic:
+    def exact(self, ref: np.ndarray, cur: np.ndarray, *, kind: str | None = None) -> DriftStatistic:
         r, c = finite_sample(ref, "reference"), finite_sample(cur, "current")
         w1 = wasserstein_1(r, c)
         std = float(np.std(r))
         details = {"distance": w1, "ref_std": std, "n_ref": r.size, "n_cur": c.size}
         return DriftStatistic(self.name, _scaled(w1, std), None, None, details)
 
-    def on_profiles(self, ref: Any, cur: Any) -> DriftStatistic:
+    def on_profiles(self, ref: Any, cur: Any, *, kind: str | None = None) -> DriftStatistic:
         rq, cq = quantile_sketch(ref, "reference"), quantile_sketch(cur, "current")
         u = (np.arange(GRID) + 0.5) / GRID
         gaps = cq.quantile(u) - rq.quantile(u)

@@ -51,7 +51,7 @@ def welch_from_moments(n1: int, m1: float, v1: float, n2: int, m2: float, v2: fl
 class Welch(DriftMethod, name="welch", kinds=(NUMERIC,)):
     is_test = True
 
-    def exact(self, ref: np.ndarray, cur: np.ndarray) -> DriftStatistic:
+    def exact(self, ref: np.ndarray, cur: np.ndarray, *, kind: str | None = None) -> DriftStatistic:
         ref = np.asarray(ref, dtype=np.float64)
         cur = np.asarray(cur, dtype=np.float64)
         if ref.size < 2 or cur.size < 2:
@@ -66,7 +66,7 @@ class Welch(DriftMethod, name="welch", kinds=(NUMERIC,)):
         )
         return DriftStatistic("welch", t, p, None)
 
-    def on_profiles(self, ref: Any, cur: Any) -> DriftStatistic:
+    def on_profiles(self, ref: Any, cur: Any, *, kind: str | None = None) -> DriftStatistic:
         a, b = ref.numeric.moments, cur.numeric.moments
         t, p = welch_from_moments(a.n, a.mean, a.variance(ddof=1), b.n, b.mean, b.variance(ddof=1))
         return DriftStatistic("welch", t, p, 0.0)

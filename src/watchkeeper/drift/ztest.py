@@ -76,12 +76,12 @@ class ZTest(DriftMethod, name="ztest", kinds=(BOOLEAN,)):
 
     is_test: ClassVar[bool] = True
 
-    def exact(self, ref: np.ndarray, cur: np.ndarray) -> DriftStatistic:
+    def exact(self, ref: np.ndarray, cur: np.ndarray, *, kind: str | None = None) -> DriftStatistic:
         x_r, n_r = _true_count(ref, "reference")
         x_c, n_c = _true_count(cur, "current")
         return self._result(x_r, n_r, x_c, n_c)
 
-    def on_profiles(self, ref: Any, cur: Any) -> DriftStatistic:
+    def on_profiles(self, ref: Any, cur: Any, *, kind: str | None = None) -> DriftStatistic:
         x_r, n_r = ref.true_count, ref.true_count + ref.false_count
         x_c, n_c = cur.true_count, cur.true_count + cur.false_count
         for side, n, col in (("reference", n_r, ref), ("current", n_c, cur)):
