@@ -53,6 +53,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import anchor_python as harness_anchor_python
+
 BENCH_DIR = Path(__file__).resolve().parent
 ANCHOR_VENV = BENCH_DIR / ".venv-anchors"
 ANCHOR_REQUIREMENTS = BENCH_DIR / "requirements-anchors.txt"
@@ -248,17 +250,7 @@ def anchor_python() -> str:
     """An interpreter that imports the anchors: this one, or bench/.venv-anchors (created if need be)."""
     if all(importlib.util.find_spec(m) is not None for m in ANCHOR_MODULES):
         return sys.executable
-    py = ANCHOR_VENV / "bin" / "python"
-    probe = [str(py), "-c", "import " + ", ".join(ANCHOR_MODULES)]
-    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return str(py)
-    print(f"installing the anchors into {ANCHOR_VENV} (once) from {ANCHOR_REQUIREMENTS.name} ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(ANCHOR_VENV)], check=True)
-    pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    done = subprocess.run([*pip, "-r", str(ANCHOR_REQUIREMENTS)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"pip install -r {ANCHOR_REQUIREMENTS} failed:\n{done.stderr[-2000:]}")
-    return str(py)
+    return harness_anchor_python(ANCHOR_VENV, ANCHOR_REQUIREMENTS, "import " + ", ".join(ANCHOR_MODULES))
 
 
 def run_anchor(python: str, name: str, sizes: tuple[int, int, int], timeout: float) -> dict[str, Any]:
