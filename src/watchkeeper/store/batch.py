@@ -120,6 +120,45 @@ class ProfileLog:
 
 
 @dataclass(slots=True)
+class PredictionRows:
+    """Predictions of one deployment that carry ids, kept so labels arriving later can be joined to them.
+
+    Column-wise: prediction ``ids[i]`` was made at ``t[i]`` and output ``values[i]`` (a dict such as
+    ``{"score": 0.93, "label": 1}``, JSON-encodable: the SDK encodes it with :mod:`watchkeeper.store.codec`).
+    A prediction id sent again keeps the first prediction.
+    """
+
+    project: str
+    subject: str
+    ids: list[str]
+    t: list[float]
+    values: list[dict[str, Any]]
+    run_id: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(slots=True)
+class LabelRows:
+    """Ground truth for predictions of one deployment, by prediction id; a later label for the same id
+    replaces the earlier one.
+
+    Column-wise: the label of prediction ``ids[i]`` is ``values[i]`` (JSON-encodable), known at ``t[i]``. A
+    label may arrive before its prediction: it joins once the prediction comes.
+    """
+
+    project: str
+    subject: str
+    ids: list[str]
+    values: list[Any]
+    t: list[float]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(slots=True)
 class Batch:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     runs: list[RunStart] = field(default_factory=list)
@@ -128,6 +167,8 @@ class Batch:
     samples: list[SampleRows] = field(default_factory=list)
     artifacts: list[ArtifactLog] = field(default_factory=list)
     profiles: list[ProfileLog] = field(default_factory=list)
+    predictions: list[PredictionRows] = field(default_factory=list)
+    labels: list[LabelRows] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> content, written before the rows
 
     def __bool__(self) -> bool:
@@ -138,6 +179,8 @@ class Batch:
             or self.samples
             or self.artifacts
             or self.profiles
+            or self.predictions
+            or self.labels
             or self.blobs
         )
 

@@ -48,8 +48,13 @@ def current(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database to ``revision`` (default: this watchkeeper's head)."""
+    with _lock(engine):
+        _upgrade_locked(engine, revision)
+
+
+def _upgrade_locked(engine: Engine, revision: str = "head") -> None:
     cfg = _config()
-    with _lock(engine), engine.connect() as conn:
+    with engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
         conn.commit()
@@ -68,15 +73,17 @@ def check(engine: Engine, uri: str, *, create: bool = True) -> None:
     want = head()
     if rev == want:
         return
-    if rev is None:
-        tables = set(sa.inspect(engine).get_table_names())
-        if not tables and create:
-            upgrade(engine)
-            # another process may have raced us; whoever won, the schema must now be at head
+    if create:
+        # Another process may be creating this database right now, and has committed part of it: wait for
+        # its migration lock, then look again, and create the schema only if the database is still empty.
+        with _lock(engine):
             rev = current(engine)
             if rev == want:
                 return
-        if rev is None and create:
+            if rev is None and not sa.inspect(engine).get_table_names():
+                _upgrade_locked(engine)
+                return
+        if rev is None:
             raise SchemaOutdatedError(
                 f"the database at {_redact(uri)} has tables but no watchkeeper schema revision; "
                 "point watchkeeper at an empty database or one it created"

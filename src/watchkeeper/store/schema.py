@@ -143,7 +143,7 @@ run_artifacts = sa.Table(
     sa.Column("t", Time, nullable=False),
 )
 
-# -- monitoring: model versions, profiles, references, labels --------------------------------------------
+# -- monitoring: model versions, profiles, references, labels, predictions -------------------------------
 
 model_versions = sa.Table(
     "model_versions",
@@ -195,6 +195,18 @@ labels = sa.Table(
     sa.Column("prediction_id", sa.String(256), primary_key=True),
     sa.Column("value", sa.JSON, nullable=False),
     sa.Column("t", Time, nullable=False),
+)
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("subject", sa.String(320), primary_key=True),  # a deployment, "model:fraud-clf@1.3.0"
+    sa.Column("prediction_id", sa.String(256), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=True),
+    sa.Column("t", Time, nullable=False),
+    sa.Column("value", sa.JSON, nullable=False),  # the model's outputs, e.g. {"score": 0.93, "label": 1}
+    sa.Index(None, "project_id", "subject", "t"),
 )
 
 # -- alerting: rules, per-series state, notifications ----------------------------------------------------

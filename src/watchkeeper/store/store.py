@@ -1,8 +1,8 @@
 """The store: one SQLAlchemy Core implementation for every SQL database, picked by URI.
 
 ``Store(uri)`` opens (and on first use creates) the database, checks its schema revision, and exposes the
-queries by table family (``runs``, ``signals``, ``samples``, ``artifacts``, ``profiles``) and one write path,
-:meth:`Store.write`, that applies a :class:`~watchkeeper.store.batch.Batch` in one transaction.
+queries by table family (``runs``, ``signals``, ``samples``, ``artifacts``, ``profiles``, ``labels``) and one
+write path, :meth:`Store.write`, that applies a :class:`~watchkeeper.store.batch.Batch` in one transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from watchkeeper.store.engine import (
     insert_ignore,
     sqlite_path,
 )
+from watchkeeper.store.labels import Labels, check_labels, check_predictions, write_labels, write_predictions
 from watchkeeper.store.profiles import Profiles, write_profiles
 from watchkeeper.store.runs import Runs, write_starts, write_updates
 from watchkeeper.store.samples import Samples, write_samples
@@ -74,6 +75,7 @@ class Store:
         self.samples = Samples(self)
         self.artifacts = Artifacts(self)
         self.profiles = Profiles(self)
+        self.labels = Labels(self)
         self._cache_lock = threading.Lock()
         self._project_ids: dict[str, int] = {}
         self._series_ids: dict[tuple[int, str, str, str], int] = {}
@@ -109,7 +111,18 @@ class Store:
 
     def write(self, batch: Batch) -> WriteResult:
         """Apply ``batch`` in one transaction, whole or not at all; a batch id seen before is not applied
-        again."""
+        again.
+
+        A batch whose predictions or labels are malformed is refused whole, before anything is written, with
+        a non-transient ``StoreError`` naming the field.
+        """
+        try:
+            prediction_rows = check_predictions(batch.predictions)
+            label_rows = check_labels(batch.labels)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"writing batch {batch.id} to {self.uri} failed: {exc}", transient=False
+            ) from exc
         for digest, data in batch.blobs.items():
             self.blobs.put_bytes(data, digest)
         try:
@@ -140,6 +153,10 @@ class Store:
                 versions = write_artifacts(self, conn, batch.artifacts) if batch.artifacts else []
                 if batch.profiles:
                     write_profiles(self, conn, batch.profiles)
+                if prediction_rows:
+                    write_predictions(self, conn, prediction_rows)
+                if label_rows:
+                    write_labels(self, conn, label_rows)
         except sa.exc.SQLAlchemyError as exc:
             # ids cached during a rolled-back transaction may not exist
             with self._cache_lock:
