@@ -205,8 +205,8 @@ def test_serialisation_round_trips_bit_for_bit_and_refuses_newer_or_corrupt():
     prof = wk.profile(_frame(5000, 2))
     blob = prof.to_bytes()
     assert Profile.from_bytes(blob).to_bytes() == blob
-    newer = blob[:4] + bytes([2]) + blob[5:]
-    with pytest.raises(ValueError, match=r"newer watchkeeper .*version 2.* reads up to version 1"):
+    newer = blob[:4] + bytes([3]) + blob[5:]
+    with pytest.raises(ValueError, match=r"newer watchkeeper .*version 3.* reads up to version 2"):
         Profile.from_bytes(newer)
     corrupt = bytearray(blob)
     corrupt[len(blob) // 2] ^= 0xFF

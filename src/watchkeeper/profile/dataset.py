@@ -4,17 +4,24 @@ column.
 Merging is associative and commutative, column by column; a column that one side lacks is taken from the
 other, so its ``count`` is lower than the profile's ``rows`` and the gap shows in ``summary()``.
 
-Binary format (little-endian), version 1::
+A profile of serving traffic also carries ``traffic`` (requests, errors, latency, stages, usage: see
+:mod:`watchkeeper.profile.traffic`) and ``roles``, which columns were model inputs and which were its outputs
+(a column without a role is an input).
+
+Binary format (little-endian), version 2::
 
     b"WKPF"   magic
     u8        format version
     u64       rows
     u32       number of columns
     per column: u32 name length, UTF-8 name, u32 blob length, column blob (see ColumnProfile.encode)
+    u32       number of sections (version 2 only)
+    per section: u32 tag length, UTF-8 tag ("traffic" or "roles"), u32 blob length, blob
     u32       CRC-32 of everything before it
 
-The sketches inside keep their own version byte and checksum. A blob of a newer format version is refused
-with a message saying so.
+A profile without traffic or roles is written as version 1 (no section count), which every reader reads.
+The sketches inside keep their own version byte and checksum. A blob of a newer format version, or with a
+section this version does not know, is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from typing import Any
 
 from watchkeeper.profile.column import KINDS, ColumnProfile
 from watchkeeper.profile.frames import as_frame
+from watchkeeper.profile.traffic import Traffic
 from watchkeeper.sketch.base import BlobReader, BlobWriter
 
 MAGIC = b"WKPF"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+ROLES = ("input", "output")
 
 
 class Profile:
@@ -45,9 +54,36 @@ class Profile:
     True
     """
 
-    def __init__(self, columns: Mapping[str, ColumnProfile] | None = None, rows: int = 0) -> None:
+    def __init__(
+        self,
+        columns: Mapping[str, ColumnProfile] | None = None,
+        rows: int = 0,
+        *,
+        traffic: Traffic | None = None,
+        roles: Mapping[str, str] | None = None,
+    ) -> None:
         self.columns: dict[str, ColumnProfile] = dict(columns or {})
         self.rows = rows
+        self.traffic = traffic
+        self.roles: dict[str, str] = dict(roles or {})
+        for name, role in self.roles.items():
+            if role not in ROLES:
+                raise ValueError(f"roles: column {name!r}: role must be one of {ROLES}, got {role!r}")
+
+    def role(self, name: str) -> str:
+        """``"input"`` or ``"output"``: what column ``name`` was to the model."""
+        return self.roles.get(name, "input")
+
+    def inputs(self) -> list[str]:
+        return [n for n in self.columns if self.role(n) == "input"]
+
+    def outputs(self) -> list[str]:
+        return [n for n in self.columns if self.role(n) == "output"]
+
+    @property
+    def format_version(self) -> int:
+        """The format version ``to_bytes`` writes: 1 unless the profile has traffic or roles."""
+        return 2 if (self.traffic is not None or self.roles) else 1
 
     def __getitem__(self, name: str) -> ColumnProfile:
         try:
@@ -72,7 +108,13 @@ class Profile:
         for name, col in other.columns.items():
             mine = cols.get(name)
             cols[name] = col if mine is None else mine.merge(col)
-        return Profile(cols, rows=self.rows + other.rows)
+        if self.traffic is None or other.traffic is None:
+            traffic = self.traffic or other.traffic
+        else:
+            traffic = self.traffic.merge(other.traffic)
+        return Profile(
+            cols, rows=self.rows + other.rows, traffic=traffic, roles={**other.roles, **self.roles}
+        )
 
     def __add__(self, other: object) -> Profile:
         if not isinstance(other, Profile):
@@ -82,14 +124,28 @@ class Profile:
     def to_bytes(self) -> bytes:
         out = BlobWriter()
         out.raw(MAGIC)
-        out.pack("BQI", FORMAT_VERSION, self.rows, len(self.columns))
+        version = self.format_version
+        out.pack("BQI", version, self.rows, len(self.columns))
         for name, col in self.columns.items():
             out.text(name)
             inner = BlobWriter()
             col.encode(inner)
-            blob = inner.getvalue()
-            out.pack("I", len(blob))
-            out.raw(blob)
+            _blob_out(out, inner.getvalue())
+        if version >= 2:
+            sections = []
+            if self.traffic is not None:
+                sections.append(("traffic", self.traffic.encode()))
+            if self.roles:
+                roles = BlobWriter()
+                roles.pack("I", len(self.roles))
+                for name in sorted(self.roles):
+                    roles.text(name)
+                    roles.pack("B", ROLES.index(self.roles[name]))
+                sections.append(("roles", roles.getvalue()))
+            out.pack("I", len(sections))
+            for tag, blob in sections:
+                out.text(tag)
+                _blob_out(out, blob)
         body = out.getvalue()
         return body + struct.pack("<I", zlib.crc32(body))
 
@@ -117,10 +173,27 @@ class Profile:
                 inner = BlobReader(reader.take(reader.one("I")), 0, f"profile column {name!r}")
                 cols[name] = ColumnProfile.decode(name, inner)
                 inner.finish()
+            traffic, roles = None, {}
+            if version >= 2:
+                for _ in range(reader.one("I")):
+                    tag = reader.text()
+                    inner = BlobReader(reader.take(reader.one("I")), 0, f"profile section {tag!r}")
+                    if tag == "traffic":
+                        traffic = Traffic.decode(inner)
+                    elif tag == "roles":
+                        for _ in range(inner.one("I")):
+                            name = inner.text()
+                            roles[name] = ROLES[inner.one("B")]
+                    else:
+                        raise ValueError(
+                            f"profile section {tag!r} is unknown: a newer watchkeeper wrote it; "
+                            "upgrade watchkeeper to read it"
+                        )
+                    inner.finish()
             reader.finish()
-        except (struct.error, UnicodeDecodeError, KeyError) as exc:
+        except (struct.error, UnicodeDecodeError, KeyError, IndexError) as exc:
             raise ValueError(f"profile blob is corrupt: {exc}") from exc
-        return cls(cols, rows=rows)
+        return cls(cols, rows=rows, traffic=traffic, roles=roles)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Profile):
@@ -145,7 +218,16 @@ class Profile:
         for col in self.columns.values():
             kinds[col.kind] = kinds.get(col.kind, 0) + 1
         desc = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        return f"Profile(rows={self.rows}, columns={len(self.columns)}: {desc})"
+        extra = ""
+        if self.traffic is not None:
+            calls = self.traffic.calls
+            extra = f", requests={calls.requests}, errors={calls.error_count}"
+        return f"Profile(rows={self.rows}, columns={len(self.columns)}: {desc}{extra})"
+
+
+def _blob_out(out: BlobWriter, blob: bytes) -> None:
+    out.pack("I", len(blob))
+    out.raw(blob)
 
 
 def profile(data: Any, *, schema: Mapping[str, str] | None = None) -> Profile:
