@@ -42,6 +42,9 @@ if TYPE_CHECKING:
         load_reference,
         log,
         log_artifact,
+        log_label,
+        log_usage,
+        watch,
     )
     from watchkeeper.store import Store
 
@@ -63,6 +66,9 @@ _LAZY = {
     "load_reference": "watchkeeper.sdk",
     "log": "watchkeeper.sdk",
     "log_artifact": "watchkeeper.sdk",
+    "log_label": "watchkeeper.sdk",
+    "log_usage": "watchkeeper.sdk",
+    "watch": "watchkeeper.sdk",
 }
 
 __all__ = [
@@ -88,7 +94,10 @@ __all__ = [
     "load_reference",
     "log",
     "log_artifact",
+    "log_label",
+    "log_usage",
     "profile",
+    "watch",
 ]
 
 
@@ -97,6 +106,8 @@ def __getattr__(name: str) -> Any:
         from watchkeeper._version import __version__
 
         return __version__
+    if name == "integrations":  # wk.integrations.fastapi.Middleware
+        return importlib.import_module("watchkeeper.integrations")
     if name == "run":  # wk.run, like wandb.run: the current run or None (not cached: it changes)
         from watchkeeper.sdk import current_run
 

@@ -9,11 +9,13 @@ exception ended the interpreter). A process killed outright leaves its run ``run
 from __future__ import annotations
 
 import atexit
+import functools
+import inspect
 import logging
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +52,8 @@ def init(
     reinit: Literal["finish_previous", "create_new"] = "finish_previous",
     flush_interval: float = 0.5,
     max_queue: int = 1_000_000,
+    window: float = 60.0,
+    system_metrics: bool | float = True,
 ) -> Run:
     """Start a run and make it the current one.
 
@@ -57,6 +61,10 @@ def init(
     defaults to ``WATCHKEEPER_PROJECT`` or ``"uncategorized"``. ``mode="disabled"`` (or
     ``WATCHKEEPER_MODE=disabled``) gives a run that checks what is logged and stores nothing.
     With ``reinit="finish_previous"`` (the default) an open current run is finished first.
+
+    Monitoring: ``window`` is the length in seconds of the windows that watched calls are aggregated into
+    (see ``Run.watch``); ``system_metrics`` samples CPU, memory, disk, network (and GPUs) every 10 seconds,
+    or every that many seconds when a number, as ``system/...`` signals of the run; False turns it off.
     """
     global _current
     mode = mode or os.environ.get("WATCHKEEPER_MODE", "online")  # type: ignore[assignment]
@@ -85,6 +93,8 @@ def init(
             id=id,
             flush_interval=flush_interval,
             max_queue=max_queue,
+            window=window,
+            system_metrics=system_metrics,
         )
     except BaseException:
         if transport is not None:
@@ -121,6 +131,59 @@ def log_artifact(
 ) -> ArtifactVersion | None:
     """``log_artifact`` on the current run."""
     return _require().log_artifact(path, name=name, type=type, metadata=metadata)
+
+
+def watch(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """``Run.watch`` on whichever run is current when the function is called, so a module can decorate its
+    predict function at import time and call ``wk.init`` later. Without a current run, the function is
+    called as it is. The options are those of :meth:`Run.watch`."""
+    from watchkeeper.sdk.watcher import Watcher
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(f):
+            raise TypeError(f"watch: expected a function, got {type(f).__name__}")
+        Watcher.spec(
+            options.get("name") or getattr(f, "__name__", "call"),
+            **{k: v for k, v in options.items() if k != "name"},
+        )  # refuse bad options now, not at the first call
+        bound: list[Any] = [None, f]  # (run, its watched version of f)
+
+        def target() -> Callable[..., Any]:
+            run = _current
+            if run is None:
+                return f
+            if bound[0] is not run:
+                bound[1] = run.watch(f, **options)
+                bound[0] = run
+            return bound[1]
+
+        if inspect.iscoroutinefunction(f):
+
+            @functools.wraps(f)
+            async def watched_async(*args: Any, **kwargs: Any) -> Any:
+                return await target()(*args, **kwargs)
+
+            return watched_async
+
+        @functools.wraps(f)
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            return target()(*args, **kwargs)
+
+        return watched
+
+    return decorate if fn is None else decorate(fn)
+
+
+def log_label(prediction_id: Any, value: Any, *, t: float | None = None) -> None:
+    """``log_label`` on the current run."""
+    _require().log_label(prediction_id, value, t=t)
+
+
+def log_usage(
+    input_tokens: int = 0, output_tokens: int = 0, *, model: str = "default", cost: float | None = None
+) -> None:
+    """``log_usage`` on the current run."""
+    _require().log_usage(input_tokens, output_tokens, model=model, cost=cost)
 
 
 def finish(exit_code: int | None = None) -> None:

@@ -13,7 +13,9 @@ lower than the current one is refused with a ValueError.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 import random
 import re
@@ -22,7 +24,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,10 @@ from watchkeeper.errors import UsageError
 from watchkeeper.profile import Profile, profile
 from watchkeeper.sdk import values as _values
 from watchkeeper.sdk.image import Image
+from watchkeeper.sdk.system import SystemMetrics
 from watchkeeper.sdk.table import Table
 from watchkeeper.sdk.transport import Transport
+from watchkeeper.sdk.watcher import Call, Stage, Watcher
 from watchkeeper.sdk.writer import Writer
 from watchkeeper.store import (
     FAILED,
@@ -176,6 +180,8 @@ class Run:
         flush_interval: float = 0.5,
         max_queue: int = 1_000_000,
         finish_timeout: float = 30.0,
+        window: float = 60.0,
+        system_metrics: bool | float = True,
     ) -> None:
         self.id = id or _run_id()
         self.project = _check_name("project", project)
@@ -206,6 +212,10 @@ class Run:
         self._finish_timeout = finish_timeout
         self._final_update: RunUpdate | None = None
         self._writer: Writer | None = None
+        self._window = _check_window(window)
+        self._watcher: Watcher | None = None
+        self._system: SystemMetrics | None = None
+        self._system_rows: deque[tuple[float, dict[str, float]]] = deque(maxlen=10_000)
         self._reset_out()
         created = time.time()
         self.start_time = created
@@ -234,6 +244,10 @@ class Run:
                 max_sleep=HEARTBEAT_EVERY,
             )
             self._writer.start()
+            if system_metrics:
+                interval = 10.0 if system_metrics is True else float(system_metrics)
+                self._system = SystemMetrics(self._log_system, interval=interval)
+                self._system.start()
 
     # -- the hot path -------------------------------------------------------------------------------------
 
@@ -384,12 +398,39 @@ class Run:
     def _reset_out(self) -> None:
         self._out = {"name": [], "step": [], "t": [], "value": [], "samples": [], "blobs": {}}
 
+    def _log_system(self, reading: dict[str, float]) -> None:
+        self._system_rows.append((time.time(), reading))
+
     def _next_batch(self, final: bool) -> Batch:
+        watched = self._watcher.drain(final) if self._watcher is not None else None
         with self._lock:
             self._process_queue()
             out = self._out
             self._reset_out()
             batch = Batch(samples=out["samples"], blobs=out["blobs"])
+            if watched is not None:
+                batch.profiles.extend(watched.profiles)
+                batch.samples.extend(watched.samples)
+                batch.predictions.extend(watched.predictions)
+                batch.labels.extend(watched.labels)
+            if self._system_rows:
+                names, ts, vals = [], [], []
+                while self._system_rows:
+                    t, reading = self._system_rows.popleft()
+                    names.extend(reading)
+                    ts.extend([t] * len(reading))
+                    vals.extend(reading.values())
+                batch.points.append(
+                    Points(
+                        project=self.project,
+                        subject=self.id,
+                        run_id=self.id,
+                        name=names,
+                        step=[None] * len(names),
+                        t=ts,
+                        value=vals,
+                    )
+                )
             if out["name"]:
                 batch.points.append(
                     Points(
@@ -521,6 +562,8 @@ class Run:
         writer. Safe to call twice."""
         if self._state != _ACTIVE:
             return
+        if self._system is not None:
+            self._system.stop()
         with self._lock:
             if self._pending or self._pending_extras:
                 self._commit(self._step, self._pending, self._pending_extras)
@@ -558,7 +601,166 @@ class Run:
     def _after_fork_in_child(self) -> None:
         self._state = _FORKED
         self._writer = None
+        self._system = None
         self._queue = deque()
+        if self._watcher is not None:
+            self._watcher.max_queue = 0  # nothing drains it here: count and drop
+            self._watcher._queue.clear()
+            for spec in self._watcher._specs.values():
+                spec.queue.clear()
+
+    # -- production monitoring -----------------------------------------------------------------------------
+
+    @property
+    def subject(self) -> str:
+        """What this run's windows, predictions and labels are about: ``model:<name>@<version>`` when the
+        run has a model, else the run id."""
+        if self.model:
+            return model_subject(self.model, self.version or "latest")
+        return self.id
+
+    def _watch_target(self) -> Watcher | None:
+        if self._watcher is None and self._transport is not None and self._state == _ACTIVE:
+            with self._lock:
+                if self._watcher is None:
+                    writer = self._writer
+                    self._watcher = Watcher(
+                        project=self.project,
+                        subject=self.subject,
+                        run_id=self.id,
+                        window=self._window,
+                        grace=max(1.0, 2 * (writer.flush_interval if writer else 0.5)),
+                        wake=writer.wake.set if writer else None,
+                    )
+        return self._watcher
+
+    def watch(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        features: Callable[..., Any] | None = None,
+        outputs: Callable[[Any], Any] | None = None,
+        id: Callable[..., Any] | None = None,
+        name: str | None = None,
+        batch: bool = False,
+        sample_rate: float = 0.01,
+        max_samples: int = 200,
+        keep_predictions: float = 1.0,
+        stratify: str | None = "label",
+    ) -> Any:
+        """Decorate a prediction function (sync or async) so that its calls are monitored.
+
+        ``features`` and ``id`` are called with the function's arguments, ``outputs`` with its result; all
+        three run in the background aggregator, not in the call. Without ``outputs``, a dict result is read
+        as it is and a number, string or 1-D array as ``output``. ``batch=True``: one call scores many rows,
+        ``features`` gives a frame (or dict of arrays), ``outputs`` a dict of arrays, ``id`` a list.
+        ``sample_rate``: the share of successful calls kept as samples (errors are all kept, up to half of
+        ``max_samples`` per window); ``stratify``: the output whose values are sampled evenly;
+        ``keep_predictions``: the share of predictions with an id kept for joining with labels.
+        """
+
+        def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+            if not callable(f):
+                raise TypeError(f"watch: expected a function, got {type(f).__name__}")
+            w = self._watch_target()
+            spec = Watcher.spec(
+                name or getattr(f, "__name__", "call"),
+                features=features,
+                outputs=outputs,
+                id=id,
+                batch=batch,
+                sample_rate=sample_rate,
+                max_samples=max_samples,
+                keep_predictions=keep_predictions,
+                stratify=stratify,
+            )
+            return f if w is None else w.wrap(f, spec)
+
+        return decorate if fn is None else decorate(fn)
+
+    def watching(
+        self,
+        features: Any = None,
+        *,
+        id: Any = None,
+        outputs: Callable[[Any], Any] | None = None,
+        name: str = "call",
+        batch: bool = False,
+        sample_rate: float = 0.01,
+        max_samples: int = 200,
+        keep_predictions: float = 1.0,
+        stratify: str | None = "label",
+    ) -> Call:
+        """A monitored block, for code that is not one function: ``with run.watching(features=x, id=rid) as
+        call: ... call.outputs = y``. The same arguments as ``watch``, but ``features`` and ``id`` are the
+        values themselves; ``outputs`` is an optional extractor applied to ``call.outputs``."""
+        key = (name, batch, sample_rate, max_samples, keep_predictions, stratify, outputs)
+        spec = self._watching_specs.get(key)
+        if spec is None:
+            spec = Watcher.spec(
+                name,
+                outputs=outputs,
+                batch=batch,
+                direct=True,
+                sample_rate=sample_rate,
+                max_samples=max_samples,
+                keep_predictions=keep_predictions,
+                stratify=stratify,
+            )
+            self._watching_specs[key] = spec
+        return Call(self._watch_target(), spec, features, id)
+
+    @functools.cached_property
+    def _watching_specs(self) -> dict[tuple, Any]:
+        return {}
+
+    def stage(self, name: str) -> Stage:
+        """Time a stage of the current watched call (``with run.stage("preprocess"): ...``); outside a
+        watched call the stage is still timed and counted."""
+        return Stage(self._watch_target(), name)
+
+    def log_label(self, prediction_id: Any, value: Any, *, t: float | None = None) -> None:
+        """The ground truth for the prediction with id ``prediction_id``, however late it arrives (a later
+        label for the same id replaces this one)."""
+        if prediction_id is None:
+            raise ValueError("log_label: prediction_id must not be None")
+        codec.encode(value, where="label")  # refuse what cannot be stored, here and now
+        w = self._watch_target()
+        if w is not None:
+            w.log_label(str(prediction_id), value, time.time() if t is None else float(t))
+        elif self._state != _ACTIVE:
+            self._check_active("log_label")
+
+    def log_usage(
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        *,
+        model: str = "default",
+        cost: float | None = None,
+    ) -> None:
+        """Tokens used by one call to an LLM (or any metered model); the cost comes from ``cost``, or from
+        the price set with :meth:`set_price`, else the call is counted as unpriced."""
+        for field_name, v in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"log_usage: {field_name} must be a non-negative int, got {v!r}")
+        if cost is not None and not (isinstance(cost, int | float) and math.isfinite(cost) and cost >= 0):
+            raise ValueError(f"log_usage: cost must be a non-negative number, got {cost!r}")
+        w = self._watch_target()
+        if w is not None:
+            w.log_usage(str(model), input_tokens, output_tokens, None if cost is None else float(cost))
+
+    def set_price(self, model: str, *, input: float, output: float, per: int = 1_000_000) -> None:
+        """Prices for :meth:`log_usage`: ``input`` and ``output`` per ``per`` tokens (providers list them
+        per million), in the currency you want costs in."""
+        for field_name, v in (("input", input), ("output", output), ("per", per)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"set_price: {field_name} must be a non-negative number, got {v!r}")
+        if per <= 0:
+            raise ValueError(f"set_price: per must be positive, got {per!r}")
+        w = self._watch_target()
+        if w is not None:
+            w.set_price(str(model), input / per, output / per)
 
     def __enter__(self) -> Run:
         return self
@@ -571,6 +773,17 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, project={self.project!r}, name={self.name!r}, step={self._step})"
+
+
+def _check_window(window: Any) -> float:
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, int | float)
+        or not math.isfinite(window)
+        or window <= 0
+    ):
+        raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+    return float(window)
 
 
 def _check_name(field: str, value: Any) -> str:
