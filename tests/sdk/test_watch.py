@@ -410,3 +410,46 @@ def test_bad_arguments_name_the_field():
     with pytest.raises(ValueError, match="stage name"):
         run.stage("")
     run.finish()
+
+
+def test_after_finish_watched_functions_still_work_and_record_nothing(sqlite_uri, caplog):
+    run = wk.init(project="p", model="m", version="1", uri=sqlite_uri, system_metrics=False)
+    predict = run.watch(lambda x: x * 2, name="predict")
+    assert predict(1) == 2
+    run.finish()
+    with caplog.at_level(logging.WARNING, logger="watchkeeper"):
+        assert [predict(i) for i in range(50_000)][-1] == 99_998
+    w = run._watcher
+    assert all(not spec.queue for spec in w._specs.values())  # nothing piles up
+    assert len([r for r in caplog.records if "no longer recorded" in r.getMessage()]) == 1
+    with Store(sqlite_uri) as store:
+        (window,) = store.profiles.windows("p", "model:m@1")
+        assert Profile.from_bytes(window.data).traffic.calls.requests == 1
+
+
+def test_wk_watch_decorates_before_init_and_follows_the_current_run(sqlite_uri):
+    @wk.watch(features=lambda x: {"x": x})
+    def predict(x):
+        return {"score": x / 10}
+
+    assert predict(1) == {"score": 0.1}  # no run yet: just the function
+    for version in ("1", "2"):
+        run = wk.init(project="p", model="m", version=version, uri=sqlite_uri, system_metrics=False)
+        for i in range(int(version) * 10):
+            predict(i)
+        run.finish()
+    with Store(sqlite_uri) as store:
+        for version, n in (("1", 10), ("2", 20)):
+            (window,) = store.profiles.windows("p", f"model:m@{version}")
+            assert Profile.from_bytes(window.data).traffic.calls.requests == n
+
+
+def test_system_metrics_are_logged_as_signals_of_the_run(sqlite_uri):
+    import time
+
+    run = wk.init(project="p", uri=sqlite_uri, system_metrics=0.05)
+    time.sleep(0.4)
+    run.finish()
+    with Store(sqlite_uri) as store:
+        rss = store.signals.history(run.id, "system/process_rss_bytes")
+    assert len(rss.t) >= 3 and all(v > 10e6 for v in rss.value)

@@ -584,6 +584,8 @@ class Run:
                 self._finish_timeout,
                 self._writer.last_error,
             )
+        if self._watcher is not None:
+            self._watcher.close()
         if self._transport is not None:
             self._transport.close()
         from watchkeeper.sdk import api
@@ -604,10 +606,7 @@ class Run:
         self._system = None
         self._queue = deque()
         if self._watcher is not None:
-            self._watcher.max_queue = 0  # nothing drains it here: count and drop
-            self._watcher._queue.clear()
-            for spec in self._watcher._specs.values():
-                spec.queue.clear()
+            self._watcher.close()  # nothing drains it in this process
 
     # -- production monitoring -----------------------------------------------------------------------------
 

@@ -220,6 +220,8 @@ class Watcher:
         self.max_queue = max_queue
         self._wake = wake
         self._wake_at = wake_at
+        self._fast = [wake_at]  # the queue length below which a call appends without further checks
+        self.closed = False
         self._queue: deque[tuple] = deque()  # stages, HTTP requests, usage
         self._specs: dict[int, _Spec] = {}
         self._labels: deque[tuple[str, Any, float]] = deque()
@@ -250,11 +252,28 @@ class Watcher:
     def _drop(self) -> None:
         self._dropped += 1
         if self._dropped == 1:
-            log.warning(
-                "watchkeeper: %d calls of a watched endpoint wait to be aggregated; dropping new ones (they "
-                "are counted as dropped in the window's traffic)",
-                self.max_queue,
-            )
+            if self.closed:
+                log.warning(
+                    "watchkeeper: run %s is finished: calls to its watched functions are no longer recorded",
+                    self.run_id,
+                )
+            else:
+                log.warning(
+                    "watchkeeper: %d calls of a watched endpoint wait to be aggregated; dropping new ones "
+                    "(they are counted as dropped in the window's traffic)",
+                    self.max_queue,
+                )
+
+    def close(self) -> None:
+        """Stop recording: after the run's last drain, calls go through unrecorded (counted, warned once)."""
+        self.closed = True
+        self.max_queue = 0
+        self._wake_at = 0
+        self._fast[0] = 0
+        self._queue.clear()
+        for spec in self._specs.values():
+            spec.queue.clear()
+        self._dropped = 0
 
     @staticmethod
     def spec(
@@ -291,7 +310,7 @@ class Watcher:
         """``fn`` with its calls recorded (sync and async functions)."""
         q = self._register(spec)
         put = self._put
-        wake_at = self._wake_at
+        fast = self._fast
 
         if inspect.iscoroutinefunction(fn):
 
@@ -323,7 +342,7 @@ class Watcher:
             finally:
                 _current_call.reset(token)
             record = (t0, perf_counter_ns(), None, args, kwargs, result)
-            if len(q) < wake_at:
+            if len(q) < fast[0]:
                 q.append(record)
             else:
                 put(record, q)
