@@ -245,8 +245,14 @@ def _finish_all_at_exit() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _current
+    """Runs that watch functions go on as new runs in the child (see ``Run._after_fork_in_child``); the
+    others belong to the parent and are dropped here."""
+    global _current, _lock
+    _lock = threading.Lock()
+    kept = []
     for run in _active:
-        run._after_fork_in_child()
-    _active.clear()
-    _current = None
+        if run._after_fork_in_child():  # still active: a new run of this process
+            kept.append(run)
+    _active[:] = kept
+    if _current not in kept:
+        _current = kept[-1] if kept else None

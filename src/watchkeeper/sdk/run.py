@@ -217,37 +217,45 @@ class Run:
         self._system: SystemMetrics | None = None
         self._system_rows: deque[tuple[float, dict[str, float]]] = deque(maxlen=10_000)
         self._reset_out()
+        self._flush_interval = flush_interval
+        self._system_metrics = system_metrics
+        self._start()
+
+    def _start(self) -> None:
+        """Register the run with the store and start its writer (and system metrics)."""
         created = time.time()
         self.start_time = created
-        if transport is not None:
-            start = RunStart(
-                id=self.id,
-                project=self.project,
-                name=self.name,
-                created_at=created,
-                job_type=job_type,
-                group=group,
-                notes=notes,
-                tags=self.tags,
-                config=self.config.as_dict(),
-                model=model,
-                version=self.version,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-            )
-            transport.send(Batch(runs=[start]))  # synchronous: the run is visible as soon as init returns
-            self._writer = Writer(
-                self._next_batch,
-                transport.send,
-                flush_interval=flush_interval,
-                name=self.id,
-                max_sleep=HEARTBEAT_EVERY,
-            )
-            self._writer.start()
-            if system_metrics:
-                interval = 10.0 if system_metrics is True else float(system_metrics)
-                self._system = SystemMetrics(self._log_system, interval=interval)
-                self._system.start()
+        transport = self._transport
+        if transport is None:
+            return
+        start = RunStart(
+            id=self.id,
+            project=self.project,
+            name=self.name,
+            created_at=created,
+            job_type=self.job_type,
+            group=self.group,
+            notes=self.notes,
+            tags=self.tags,
+            config=self.config.as_dict(),
+            model=self.model,
+            version=self.version,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        transport.send(Batch(runs=[start]))  # synchronous: the run is visible as soon as init returns
+        self._writer = Writer(
+            self._next_batch,
+            transport.send,
+            flush_interval=self._flush_interval,
+            name=self.id,
+            max_sleep=HEARTBEAT_EVERY,
+        )
+        self._writer.start()
+        if self._system_metrics:
+            interval = 10.0 if self._system_metrics is True else float(self._system_metrics)
+            self._system = SystemMetrics(self._log_system, interval=interval)
+            self._system.start()
 
     # -- the hot path -------------------------------------------------------------------------------------
 
@@ -600,13 +608,40 @@ class Run:
         if self._state != _ACTIVE:
             raise UsageError(f"{what}: run {self.id} is finished")
 
-    def _after_fork_in_child(self) -> None:
-        self._state = _FORKED
+    def _after_fork_in_child(self) -> bool:
+        """In a forked child, such as a worker of a pre-forking server (gunicorn ``--preload``), a run that
+        watches functions goes on as a new run of the same deployment, named after the parent run and the
+        child's pid; any other run stops recording here (its parent process owns it). True if it goes on."""
+        self._lock = threading.RLock()  # another thread may have held it at the fork
         self._writer = None
         self._system = None
         self._queue = deque()
-        if self._watcher is not None:
-            self._watcher.close()  # nothing drains it in this process
+        self._system_rows.clear()
+        watcher = self._watcher
+        if watcher is None or self._state != _ACTIVE or self._transport is None:
+            self._state = _FORKED
+            if watcher is not None:
+                watcher.close()
+            return False
+        parent = self.id
+        try:
+            self._transport = self._transport.after_fork()
+            self.id = _run_id()
+            self.name = f"{self.name}-{os.getpid()}"
+            self.notes = f"forked from run {parent}" if not self.notes else self.notes
+            self._pending, self._pending_extras = {}, None
+            self._step, self._last_step = 0, None
+            self.summary._data.clear()
+            self._known_keys = set()
+            watcher.restart(run_id=self.id)
+            self._start()
+            watcher._wake = self._writer.wake.set if self._writer is not None else None
+        except Exception:  # never crash a worker over monitoring
+            log.exception("watchkeeper: run %s could not continue in forked process %d", parent, os.getpid())
+            self._state = _FORKED
+            watcher.close()
+            return False
+        return True
 
     # -- production monitoring -----------------------------------------------------------------------------
 

@@ -25,6 +25,10 @@ class Transport(Protocol):
 
     def close(self) -> None: ...
 
+    def after_fork(self) -> Transport:
+        """A transport for a forked child process (the parent's connections are not the child's to use)."""
+        ...
+
 
 class LocalTransport:
     """Writes straight into a :class:`~watchkeeper.store.Store` (embedded mode)."""
@@ -45,3 +49,8 @@ class LocalTransport:
 
     def close(self) -> None:
         self.store.close()
+
+    def after_fork(self) -> LocalTransport:
+        # the parent's pooled connections stay the parent's: forget them here without closing them
+        self.store.engine.dispose(close=False)
+        return LocalTransport(Store(self.store.uri, artifact_root=self.store.blobs.root))

@@ -264,6 +264,17 @@ class Watcher:
                     self.max_queue,
                 )
 
+    def restart(self, *, run_id: str) -> None:
+        """Start over for another run (in a forked child): what the parent had queued or half-aggregated is
+        the parent's to write."""
+        self.run_id = run_id
+        self._queue.clear()
+        for spec in self._specs.values():
+            spec.queue.clear()
+        self._labels.clear()
+        self._windows.clear()
+        self._dropped = 0
+
     def close(self) -> None:
         """Stop recording: after the run's last drain, calls go through unrecorded (counted, warned once)."""
         self.closed = True
