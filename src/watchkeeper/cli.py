@@ -275,6 +275,117 @@ def db_current(uri: UriOption = None) -> None:
     typer.echo(f"database: {migrate.current(engine) or 'none'}\nthis watchkeeper needs: {migrate.head()}")
 
 
+_SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_since(text: str) -> float:
+    """``90s``, ``15m``, ``2h``, ``7d``: a duration in seconds."""
+    unit = text[-1:].lower()
+    try:
+        value = float(text[:-1])
+    except ValueError:
+        value = math.nan
+    if unit not in _SINCE_UNITS or not (value > 0 and math.isfinite(value)):
+        raise typer.BadParameter(
+            f"expected a duration such as 15m, 2h or 7d, got {text!r}", param_hint="--since"
+        )
+    return value * _SINCE_UNITS[unit]
+
+
+@app.command()
+def traffic(
+    deployment: Annotated[str, typer.Argument(help="MODEL@VERSION (or a run id for a run without a model).")],
+    project: Annotated[str, typer.Option("--project", "-p", help="The project.")] = "uncategorized",
+    since: Annotated[str, typer.Option("--since", help="How far back: 15m, 2h, 7d, ...")] = "1h",
+    uri: UriOption = None,
+) -> None:
+    """Requests, errors and latency per endpoint and stage, token use and input problems of a deployment,
+    from its window profiles merged over the range (percentiles of the merged sketches, exact counts)."""
+    from watchkeeper.profile import Profile
+    from watchkeeper.store.profiles import model_subject
+
+    seconds = _parse_since(since)
+    subject = deployment
+    if "@" in deployment:
+        model, _, version = deployment.rpartition("@")
+        subject = model_subject(model, version)
+    store = _open(uri)
+    now = dt.datetime.now().timestamp()
+    windows = store.profiles.windows(project, subject, now - seconds, None)
+    console = _console()
+    if not windows:
+        console.print(f"no windows of {deployment} in project {project!r} in the last {since}")
+        raise typer.Exit(1)
+    merged = Profile.from_bytes(windows[0].data)
+    for w in windows[1:]:
+        merged = merged.merge(Profile.from_bytes(w.data))
+    t = merged.traffic
+    runs = len({w.run_id for w in windows})
+    console.print(
+        f"[bold]{deployment}[/bold]  {len(windows)} windows from {runs} run(s), "
+        f"{fmt_time(windows[0].window_start)} to {fmt_time(windows[-1].window_end)}, "
+        f"{merged.rows} predictions"
+    )
+    if t is None:
+        console.print("(these windows carry no traffic section)")
+        return
+    table = RichTable(title="endpoints")
+    for col in (
+        "endpoint",
+        "requests",
+        "req/s",
+        "errors",
+        "error rate",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+    ):
+        table.add_column(col, justify="left" if col == "endpoint" else "right")
+    span = max(windows[-1].window_end - windows[0].window_start, 1e-9)
+    for name, ep in sorted(t.endpoints.items()):
+        q = ep.latency.quantile([0.5, 0.95, 0.99]) * 1e3
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(ep.errors.items(), key=lambda kv: -kv[1])) or "0"
+        table.add_row(
+            f"{name} ({ep.kind})",
+            str(ep.requests),
+            f"{ep.requests / span:.3g}",
+            errors,
+            f"{ep.error_rate:.2%}" if ep.requests else "-",
+            *(fmt_number(float(v)) for v in q),
+            fmt_number(ep.latency.max * 1e3),
+        )
+    console.print(table)
+    if t.stages:
+        stages = RichTable(title="stages")
+        for col in ("stage", "count", "p50 ms", "p95 ms", "p99 ms"):
+            stages.add_column(col, justify="left" if col == "stage" else "right")
+        for name, sk in sorted(t.stages.items()):
+            q = sk.quantile([0.5, 0.95, 0.99]) * 1e3
+            stages.add_row(name, str(sk.count), *(fmt_number(float(v)) for v in q))
+        console.print(stages)
+    if t.usage:
+        usage = RichTable(title="usage")
+        for col in ("model", "calls", "input tokens", "output tokens", "cost", "unpriced calls"):
+            usage.add_column(col, justify="left" if col == "model" else "right")
+        for name, u in sorted(t.usage.items()):
+            usage.add_row(
+                name,
+                str(u.calls),
+                str(u.input_tokens),
+                str(u.output_tokens),
+                f"{u.cost:.4f}",
+                str(u.unpriced),
+            )
+        console.print(usage)
+    if t.quality or t.dropped:
+        console.print("[yellow]input problems[/yellow]")
+        for k, v in sorted(t.quality.items()):
+            console.print(f"  {k}: {v}", markup=False)
+        if t.dropped:
+            console.print(f"  calls dropped because the SDK's queue was full: {t.dropped}")
+
+
 @app.command()
 def report(
     reference: Annotated[

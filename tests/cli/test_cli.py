@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 
@@ -118,3 +119,31 @@ def test_report_compares_files_and_directories(tmp_path):
 def test_report_names_a_missing_input(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "nope"), str(tmp_path / "nope2")])
     assert result.exit_code == 1 and "no file or directory at" in _plain(result.output)
+
+
+def test_traffic_merges_the_windows_of_a_deployment(sqlite_uri):
+    run = wk.init(
+        project="shop", model="ranker", version="7", uri=sqlite_uri, window=3600, system_metrics=False
+    )
+
+    @run.watch
+    def predict(x):
+        if x % 4 == 0:
+            raise TimeoutError
+        return x
+
+    for i in range(40):
+        with contextlib.suppress(TimeoutError):
+            predict(i)
+    run.log_usage(100, 10, model="gpt-x")
+    run.finish()
+    result = runner.invoke(app, ["traffic", "ranker@7", "-p", "shop", "--uri", sqlite_uri])
+    out = _plain(result.output)
+    assert result.exit_code == 0, out
+    row = next(line for line in out.splitlines() if "predict" in line)
+    assert "40" in row.split() and "TimeoutError 10" in row and "25.00%" in row
+    assert "gpt-x" in out
+    result = runner.invoke(app, ["traffic", "ranker@8", "-p", "shop", "--uri", sqlite_uri])
+    assert result.exit_code == 1 and "no windows of ranker@8" in _plain(result.output)
+    result = runner.invoke(app, ["traffic", "ranker@7", "--since", "soon", "--uri", sqlite_uri])
+    assert result.exit_code == 2 and "expected a duration such as 15m" in _plain(result.output)
