@@ -281,7 +281,7 @@ def test_bad_input_is_counted_not_raised_and_logged_once_per_window(caplog):
         {"a": 1.0, "b": 2.0},
         {"a": 1.5},  # shape change
         None,  # no features
-        [1.0, 2.0],  # not a mapping
+        "a string",  # not a mapping
         {"a": float("nan"), "b": 3.0},
         {"a": "oops", "b": 4.0},  # a string in a numeric feature
         {"a": 2.0, "b": list(range(100_000))},  # a huge payload
@@ -453,3 +453,19 @@ def test_system_metrics_are_logged_as_signals_of_the_run(sqlite_uri):
     with Store(sqlite_uri) as store:
         rss = store.signals.history(run.id, "system/process_rss_bytes")
     assert len(rss.t) >= 3 and all(v > 10e6 for v in rss.value)
+
+
+def test_vector_inputs_profile_by_position_and_series_by_name():
+    pd = pytest.importorskip("pandas")
+    w = _watcher()
+    X = RNG.normal(size=(400, 3))
+    watched = w.wrap(lambda x: 0.0, Watcher.spec("predict", features=lambda x: x))
+    for row in X[:200]:
+        watched(row)  # a numpy vector
+    for row in X[200:300]:
+        watched(row.tolist())  # a list
+    for row in X[300:]:
+        watched(pd.Series(row, index=["0", "1", "2"]))
+    prof = _window_profile(w.drain(final=True))
+    assert prof.inputs() == ["0", "1", "2"] and prof.traffic.quality == {}
+    assert prof["2"].count == 400 and prof["2"].mean == pytest.approx(X[:, 2].mean(), rel=1e-12)

@@ -574,8 +574,14 @@ class Watcher:
         what: str,
         clash: set[str] | None = None,
     ) -> set[str]:
-        """Profile a list of per-call mappings as columns; returns the column names seen."""
+        """Profile a list of per-call mappings as columns; returns the column names seen.
+
+        A 1-D array or list of numbers is read as a mapping from positions ("0", "1", ...) to values, and a
+        pandas Series as its dict.
+        """
         plain = all(type(r) is dict for r in rows)
+        if not plain:
+            rows = [_as_mapping(r) for r in rows]
         good = rows if plain else [r for r in rows if isinstance(r, Mapping)]
         if len(good) < len(rows):
             missing = sum(1 for r in rows if r is None)
@@ -793,6 +799,20 @@ class Watcher:
                     run_id=self.run_id,
                 )
             )
+
+
+def _as_mapping(row: Any) -> Any:
+    """A per-call value in mapping form where it has one: positions of a vector, a Series' dict."""
+    if isinstance(row, np.ndarray) and row.ndim == 1:
+        return dict(zip(map(str, range(row.size)), row.tolist(), strict=True))
+    if isinstance(row, list | tuple) and row and all(isinstance(v, int | float) for v in row):
+        return dict(zip(map(str, range(len(row))), row, strict=True))
+    if not isinstance(row, Mapping) and hasattr(row, "to_dict") and hasattr(row, "index"):
+        try:
+            return {str(k): v for k, v in row.to_dict().items()}  # a pandas Series
+        except (TypeError, ValueError):
+            return row
+    return row
 
 
 def _kept(rid: str, rate: float) -> bool:
