@@ -119,6 +119,18 @@ class Runs:
             raise KeyError(f"{len(rows)} runs are named {ref!r}: {ids}; give the run id instead")
         return _info(rows[0])
 
+    def projects_of(self, ids: list[str] | set[str]) -> dict[str, str]:
+        """The project of each run id that exists (unknown ids are left out)."""
+        if not ids:
+            return {}
+        q = (
+            sa.select(runs.c.id, projects.c.name)
+            .join(projects, projects.c.id == runs.c.project_id)
+            .where(runs.c.id.in_(sorted(ids)))
+        )
+        with self._store.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(q)}
+
     def list(
         self,
         project: str | None = None,
