@@ -73,14 +73,14 @@ def test_requests_are_recorded_per_route_template_with_status_errors_and_stages(
     items = eps["GET /items/{item_id}"]
     assert items.kind == "http" and items.requests == 6 and items.statuses == {200: 5, 422: 1}
     assert items.errors == {}  # a 422 is the client's error, not the server's
-    assert items.latency.quantile(0.5) >= 0.02  # the 20 ms sleep is inside the measured time
+    assert items.latency.quantile(0.5) >= 0.02 * 0.99  # the 20 ms sleep is inside (1% sketch error)
     assert eps["POST /predict"].errors == {"ValueError": 1} and eps["POST /predict"].statuses == {
         200: 1,
         500: 1,
     }
     assert eps["GET /unavailable"].errors == {"HTTP 503": 1}
     assert eps["GET unmatched"].statuses == {404: 1}
-    assert t.stages["lookup"].count == 5 and t.stages["lookup"].quantile(0.5) >= 0.02
+    assert t.stages["lookup"].count == 5 and t.stages["lookup"].quantile(0.5) >= 0.02 * 0.99
     assert t.http.requests == 10 and t.calls.requests == 0
 
 

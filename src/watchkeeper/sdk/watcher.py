@@ -230,6 +230,7 @@ class Watcher:
         self._prices: dict[str, tuple[float, float]] = {}
         self._rng = random.Random(seed)
         self._warned_quality: set[str] = set()
+        self._stage_times: dict[int, dict[str, float]] = {}
 
     # -- the request path ----------------------------------------------------------------------------------
 
@@ -423,19 +424,25 @@ class Watcher:
                 http.append(rec)
             else:
                 usage.append(rec)
-        stage_times: dict[int, dict[str, float]] = {}
+        # a stage ends before its call: keep the last drain's stage timings for calls that end in this one
+        fresh: dict[int, dict[str, float]] = {}
+        grouped: dict[tuple[int, str], list[float]] = {}
+        width_ns = self.window * 1e9
         for _, t0, t1, name, call_t0 in stages:
-            win = self._window_at((t1 + offset_ns) / 1e9)
-            win.traffic.stage(name).update([(t1 - t0) / 1e9])
+            grouped.setdefault((math.floor((t1 + offset_ns) / width_ns), name), []).append((t1 - t0) / 1e9)
             if call_t0 is not None:
-                stage_times.setdefault(call_t0, {})[name] = (t1 - t0) / 1e6
+                fresh.setdefault(call_t0, {})[name] = (t1 - t0) / 1e6
+        for (i, name), seconds in grouped.items():
+            self._window_at((i + 0.5) * self.window).traffic.stage(name).update(seconds)
+        stage_times = {**self._stage_times, **fresh}
+        self._stage_times = fresh
         for spec in list(self._specs.values()):
             sq = spec.queue
             if not sq:
                 continue
             recs = [sq.popleft() for _ in range(len(sq))]
             t1 = np.fromiter((r[1] for r in recs), dtype=np.int64, count=len(recs))
-            idx = np.floor((t1 + offset_ns) / (self.window * 1e9)).astype(np.int64)
+            idx = np.floor((t1 + offset_ns) / width_ns).astype(np.int64)
             first, last = int(idx[0]), int(idx[-1])
             if first == last and (idx == first).all():
                 groups = [(first, recs)]
@@ -448,13 +455,21 @@ class Watcher:
                         self._batch_call(win, spec, rec, offset_ns, stage_times)
                 else:
                     self._calls(win, spec, group, offset_ns, stage_times)
+        requests: dict[tuple[int, str], tuple[list[float], list[str | None], list[int]]] = {}
         for _, t0, t1, exc, method, route, status in http:
-            win = self._window_at((t1 + offset_ns) / 1e9)
-            name = f"{method} {route}"
+            key = (math.floor((t1 + offset_ns) / width_ns), f"{method} {route}")
+            seconds, errors, statuses = requests.setdefault(key, ([], [], []))
+            seconds.append((t1 - t0) / 1e9)
+            if exc is not None:
+                errors.append(_error_name(exc))
+            else:
+                errors.append(f"HTTP {status}" if status >= 500 else None)
+            statuses.append(status)
+        for (i, name), (seconds, errors, statuses) in requests.items():
+            win = self._window_at((i + 0.5) * self.window)
             if name not in win.traffic.endpoints and len(win.traffic.endpoints) >= MAX_ROUTES:
                 name = "other"
-            error = _error_name(exc) if exc is not None else (f"HTTP {status}" if status >= 500 else None)
-            win.traffic.endpoint(name, "http").update([(t1 - t0) / 1e9], [error], [status])
+            win.traffic.endpoint(name, "http").update(seconds, errors, statuses)
         for _, t, model, tokens_in, tokens_out, cost in usage:
             win = self._window_at((t + offset_ns) / 1e9)
             self._usage(win, model, tokens_in, tokens_out, cost)
