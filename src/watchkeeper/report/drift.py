@@ -51,20 +51,43 @@ a { color: inherit; }
 """.replace("REF_COLOUR", REF_COLOUR).replace("CUR_COLOUR", CUR_COLOUR)
 
 SORT_JS = """
-document.querySelectorAll("table.sortable th").forEach(function (th, col) {
-  th.addEventListener("click", function () {
-    var table = th.closest("table"), body = table.tBodies[0];
-    var asc = !th.classList.contains("sorted-asc");
-    table.querySelectorAll("th").forEach(function (h) { h.classList.remove("sorted-asc", "sorted-desc"); });
-    th.classList.add(asc ? "sorted-asc" : "sorted-desc");
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var r = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
-      return asc ? r : -r;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
+// Each sortable table sorts itself: a header's column is its index in its own row. A cell's data-v is a
+// number when the whole value is one (Number(), not parseFloat: "2024_q1" is text), else text; numbers sort
+// before text, and equal keys keep a stable order by the row's first cell.
+function wkKey(v) {
+  var n = (v === null || v.trim() === "") ? NaN : Number(v);
+  return isNaN(n) ? {num: false, text: v} : {num: true, val: n};
+}
+function wkCompare(x, y) {
+  var a = wkKey(x), b = wkKey(y);
+  if (a.num && b.num) { return a.val < b.val ? -1 : (a.val > b.val ? 1 : 0); }
+  if (a.num !== b.num) { return a.num ? -1 : 1; }
+  return a.text.localeCompare(b.text, "en");
+}
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, col) {
+    th.setAttribute("tabindex", "0");
+    th.setAttribute("role", "columnheader");
+    function sort() {
+      var body = table.tBodies[0];
+      var asc = th.getAttribute("aria-sort") !== "ascending";
+      Array.prototype.forEach.call(heads, function (h) {
+        h.classList.remove("sorted-asc", "sorted-desc");
+        h.removeAttribute("aria-sort");
+      });
+      th.classList.add(asc ? "sorted-asc" : "sorted-desc");
+      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var r = wkCompare(a.cells[col].getAttribute("data-v"), b.cells[col].getAttribute("data-v"));
+        if (r === 0) { r = wkCompare(a.cells[0].getAttribute("data-v"), b.cells[0].getAttribute("data-v")); }
+        return asc ? r : -r;
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    }
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sort(); } });
   });
 });
 """
@@ -83,6 +106,8 @@ def _num(v: float, digits: int = 3) -> str:
 def _sort_value(v: Any) -> str:
     if isinstance(v, float) and math.isnan(v):
         return "-1e308"
+    if isinstance(v, float) and math.isinf(v):
+        return "Infinity" if v > 0 else "-Infinity"  # what JavaScript's Number() reads as the infinities
     if isinstance(v, bool):
         return "1" if v else "0"
     return escape(str(v), quote=True)
