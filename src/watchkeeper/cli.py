@@ -466,6 +466,165 @@ def demo(
     )
 
 
+# -- API tokens and the server --------------------------------------------------------------------------
+
+token_app = typer.Typer(
+    help="API tokens for the server: one project, scope read or write.", no_args_is_help=True
+)
+app.add_typer(token_app, name="token")
+
+
+def _token_error(exc: ValueError) -> typer.BadParameter:
+    """The store's ValueError ("scope: expected ...") as a usage error on the option it names."""
+    field = str(exc).partition(":")[0]
+    hint = f"--{field}" if field in ("project", "scope", "description") else None
+    return typer.BadParameter(str(exc), param_hint=hint)
+
+
+@token_app.command("create")
+def token_create(
+    project: Annotated[str, typer.Option("--project", "-p", help="The one project the token may use.")],
+    scope: Annotated[str, typer.Option("--scope", help="write (ingest, and read) or read.")],
+    description: Annotated[str | None, typer.Option(help="What the token is for.")] = None,
+    uri: UriOption = None,
+) -> None:
+    """Create a token and print it, once: the store keeps only its hash."""
+    store = _open(uri)
+    try:
+        info, token = store.tokens.create(project, scope, description)
+    except ValueError as exc:
+        raise _token_error(exc) from exc
+    except WatchkeeperError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
+    Console(stderr=True, highlight=False).print(
+        f"created token {info.id} for project {info.project!r} with scope {info.scope}. "
+        "It is shown this once; keep it now, e.g. in WATCHKEEPER_TOKEN:",
+        markup=False,
+    )
+    typer.echo(token)  # alone on stdout, so that TOKEN=$(watchkeeper token create ...) works
+
+
+@token_app.command("list")
+def token_list(uri: UriOption = None, project: ProjectOption = None) -> None:
+    """List tokens (never their secrets), revoked ones too."""
+    store = _open(uri)
+    try:
+        found = store.tokens.list(project)
+    finally:
+        store.close()
+    table = RichTable(title=f"tokens ({len(found)})", title_justify="left")
+    for col in ("id", "project", "scope", "description", "created", "last used", "status"):
+        table.add_column(col, no_wrap=col in ("id", "created", "last used"))
+    for t in found:
+        status = "[green]active[/green]" if t.active else f"[red]revoked {fmt_time(t.revoked_at)}[/red]"
+        table.add_row(
+            t.id,
+            t.project,
+            t.scope,
+            t.description or "",
+            fmt_time(t.created_at),
+            fmt_time(t.last_used_at),
+            status,
+        )
+    _console().print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (from token list).")],
+    uri: UriOption = None,
+) -> None:
+    """Revoke a token. A running server refuses it within 30 seconds (it remembers verified tokens that
+    long)."""
+    from watchkeeper.store.tokens import CACHE_SECONDS, id_of
+
+    store = _open(uri)
+    try:
+        changed = store.tokens.revoke(token_id)
+        info = store.tokens.get(id_of(token_id.strip()) or token_id.strip())
+    finally:
+        store.close()
+    if info is None:
+        Console(stderr=True).print(f"[red]error:[/red] no token with id {token_id.strip()!r:.40}")
+        raise typer.Exit(1)
+    if changed:
+        typer.echo(
+            f"revoked token {info.id} of project {info.project!r}; "
+            f"running servers refuse it within {CACHE_SECONDS:.0f} s"
+        )
+    else:
+        typer.echo(f"token {info.id} was revoked already, at {fmt_time(info.revoked_at)}")
+
+
+@app.command("server")
+def server_command(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="The port to listen on.")] = 8080,
+    uri: UriOption = None,
+    no_auth: Annotated[
+        bool,
+        typer.Option("--no-auth", help="Accept requests without a token (a loopback --host only)."),
+    ] = False,
+    max_body_mb: Annotated[
+        int, typer.Option(min=1, help="Largest request body, in MiB after decompression.")
+    ] = 64,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the server: ingest from SDKs over HTTP, with a token checked on every request."""
+    import os
+
+    from watchkeeper.server.auth import ENV_MAX_BODY, ENV_NO_AUTH, is_loopback, token_verifier
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines stay whole
+    if no_auth and not is_loopback(host):
+        err.print(
+            f"error: --no-auth is allowed on a loopback address only (127.0.0.1, ::1, localhost), "
+            f"not on --host {host}: anyone who can reach the port could read and write every project. "
+            "Create a token instead: watchkeeper token create --project P --scope write",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    try:
+        import uvicorn
+
+        from watchkeeper.server import create_app
+    except ModuleNotFoundError as exc:
+        err.print(f"error: the server needs fastapi and uvicorn ({exc}): pip install fastapi uvicorn")
+        raise typer.Exit(1) from exc
+    import sqlalchemy as sa
+
+    target = uri or default_uri()
+    store = _open(target)
+    max_body = max_body_mb * 1024 * 1024
+    shown = sa.engine.make_url(target).render_as_string(hide_password=True)
+    if not no_auth and not any(t.active for t in store.tokens.list()):
+        err.print(
+            "no tokens yet, so every request will be refused. Create one with:\n"
+            f"    watchkeeper token create --project P --scope write --uri '{shown}'",
+            markup=False,
+        )
+    err.print(
+        f"watchkeeper server on http://{host}:{port} ({workers} worker(s)), store {shown}, "
+        + ("[yellow]no token checks (--no-auth)[/yellow]" if no_auth else "tokens required")
+    )
+    if workers == 1:
+        try:
+            verify = None if no_auth else token_verifier(store.tokens)
+            uvicorn.run(create_app(store, verify_token=verify, max_body=max_body), host=host, port=port)
+        finally:
+            store.close()
+        return
+    # several processes: uvicorn imports the app in each of them, and the options travel in the environment
+    store.close()
+    os.environ.update(
+        {"WATCHKEEPER_URI": target, ENV_NO_AUTH: "1" if no_auth else "0", ENV_MAX_BODY: str(max_body)}
+    )
+    uvicorn.run("watchkeeper.server.auth:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,

@@ -15,7 +15,7 @@ from watchkeeper.store.schema import metadata
 
 def test_first_open_creates_the_schema_at_head(empty_uri):
     Store(empty_uri).close()
-    assert migrate.current(create_engine(empty_uri)) == migrate.head() == "0003"
+    assert migrate.current(create_engine(empty_uri)) == migrate.head() == "0004"
 
 
 def test_migrations_build_exactly_the_schema_the_queries_use(empty_uri):
@@ -32,7 +32,7 @@ def test_an_old_schema_fails_with_the_upgrade_command_and_upgrades(empty_uri):
     with pytest.raises(SchemaOutdatedError) as info:
         Store(empty_uri)
     message = str(info.value)
-    assert "revision 0001" in message and "needs 0003" in message
+    assert "revision 0001" in message and "needs 0004" in message
     assert "watchkeeper db upgrade --uri" in message
 
     from typer.testing import CliRunner
@@ -41,7 +41,7 @@ def test_an_old_schema_fails_with_the_upgrade_command_and_upgrades(empty_uri):
 
     result = CliRunner().invoke(app, ["db", "upgrade", "--uri", empty_uri])
     assert result.exit_code == 0, result.output
-    assert "0001 -> 0003" in result.output
+    assert "0001 -> 0004" in result.output
     Store(empty_uri).close()  # opens now
 
 
@@ -74,7 +74,7 @@ def test_downgrade_then_upgrade_round_trips(sqlite_uri):
         conn.commit()
     assert sa.inspect(engine).get_table_names() == ["alembic_version"]
     migrate.upgrade(engine)
-    assert migrate.current(engine) == "0003"
+    assert migrate.current(engine) == "0004"
 
 
 def test_sqlite_store_uses_wal(sqlite_uri):

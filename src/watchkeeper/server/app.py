@@ -27,7 +27,7 @@ def create_app(
 ) -> FastAPI:
     """The server over ``store``. ``verify_token`` maps a bearer token to its principal (None: unknown);
     without it every request has full access (``--no-auth``)."""
-    from watchkeeper.server import ingest
+    from watchkeeper.server import artifacts, ingest, metrics, query
 
     app = FastAPI(
         title="watchkeeper",
@@ -37,6 +37,10 @@ def create_app(
     app.state.store = store
     app.state.verify_token = verify_token
     app.include_router(ingest.router)
+    app.include_router(artifacts.router)
+    app.include_router(query.router)
+    app.state.traffic_totals = metrics.TrafficTotals(store)
+    app.include_router(metrics.router)
 
     @app.get("/api/v1/health", tags=["meta"])
     def health() -> dict[str, str]:

@@ -260,3 +260,20 @@ ingest_batches = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("received_at", Time, nullable=False),
 )
+
+# -- API tokens of the server: the sha256 of each token, never the token (see watchkeeper.store.tokens) ----
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),  # the public part: wk_<id>_<secret>
+    # the project's name, not a key into projects: a token may be made before its project has any data
+    sa.Column("project", sa.String(128), nullable=False),
+    sa.Column("scope", sa.String(8), nullable=False),  # read, write
+    sa.Column("digest", sa.String(64), nullable=False),  # sha256 of the whole token, hex
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_used_at", Time, nullable=True),
+    sa.Column("revoked_at", Time, nullable=True),
+    sa.Index(None, "project"),
+)

@@ -35,6 +35,7 @@ from watchkeeper.store.runs import Runs, write_starts, write_updates
 from watchkeeper.store.samples import Samples, write_samples
 from watchkeeper.store.schema import ingest_batches, projects, series
 from watchkeeper.store.signals import Signals, labels_key, write_points
+from watchkeeper.store.tokens import Tokens
 
 KEEP_BATCH_IDS = 7 * 86400.0
 """Seconds a batch id is remembered: a resend after longer than this would be applied again."""
@@ -76,6 +77,7 @@ class Store:
         self.artifacts = Artifacts(self)
         self.profiles = Profiles(self)
         self.labels = Labels(self)
+        self.tokens = Tokens(self)
         self._cache_lock = threading.Lock()
         self._project_ids: dict[str, int] = {}
         self._series_ids: dict[tuple[int, str, str, str], int] = {}
