@@ -207,7 +207,7 @@ class Watcher:
         grace: float = 1.0,
         max_queue: int = 500_000,
         wake: Callable[[], None] | None = None,
-        wake_at: int = 20_000,
+        wake_at: int = 4096,
         seed: int | None = None,
     ) -> None:
         if not (isinstance(window, int | float) and math.isfinite(window) and window > 0):
@@ -221,6 +221,7 @@ class Watcher:
         self._wake = wake
         self._wake_at = wake_at
         self._fast = [wake_at]  # the queue length below which a call appends without further checks
+        self._woken = False
         self.closed = False
         self._queue: deque[tuple] = deque()  # stages, HTTP requests, usage
         self._specs: dict[int, _Spec] = {}
@@ -242,7 +243,8 @@ class Watcher:
             if n >= self.max_queue:
                 self._drop()
                 return
-            if self._wake is not None:
+            if self._wake is not None and not self._woken:
+                self._woken = True  # once per drain: setting an Event takes a lock
                 self._wake()
         q.append(record)
 
@@ -333,11 +335,11 @@ class Watcher:
                 try:
                     result = await fn(*args, **kwargs)
                 except BaseException as exc:
-                    put((t0, perf_counter_ns(), exc, args, kwargs, None), q)
+                    put((t0, perf_counter_ns(), exc, args, kwargs or None, None), q)
                     raise
                 finally:
                     _current_call.reset(token)
-                put((t0, perf_counter_ns(), None, args, kwargs, result), q)
+                put((t0, perf_counter_ns(), None, args, kwargs or None, result), q)
                 return result
 
             return watched_async
@@ -349,11 +351,11 @@ class Watcher:
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                put((t0, perf_counter_ns(), exc, args, kwargs, None), q)
+                put((t0, perf_counter_ns(), exc, args, kwargs or None, None), q)
                 raise
             finally:
                 _current_call.reset(token)
-            record = (t0, perf_counter_ns(), None, args, kwargs, result)
+            record = (t0, perf_counter_ns(), None, args, kwargs or None, result)
             if len(q) < fast[0]:
                 q.append(record)
             else:
@@ -386,6 +388,7 @@ class Watcher:
     def drain(self, final: bool = False) -> Drained:
         """Aggregate every waiting record; emit the windows that are over (all of them when ``final``)."""
         out = Drained()
+        self._woken = False
         offset_ns = time.time_ns() - perf_counter_ns()
         try:
             self._aggregate(offset_ns)
@@ -559,7 +562,10 @@ class Watcher:
         labels = None
         if spec.stratify:
             key = spec.stratify
-            labels = [o.get(key) if type(o) is dict or isinstance(o, Mapping) else None for o in outs]
+            labels = [
+                o.get(key) if type(o) is dict or (o is not None and isinstance(o, Mapping)) else None
+                for o in outs
+            ]
         chosen = sampler.choose([e is not None for e in excs], labels)
         rows = win.samples.setdefault(spec.name, [])
         lat_ms = (t1 - t0) / 1e6

@@ -25,7 +25,7 @@ from pydantic import Field
 from watchkeeper.profile import Profile
 from watchkeeper.server.auth import Principal, principal
 from watchkeeper.store import RunInfo, Store, codec
-from watchkeeper.store.runs import STATUSES, _info, _select
+from watchkeeper.store.runs import STATUSES
 from watchkeeper.store.samples import SCAN_LIMIT
 from watchkeeper.store.schema import alert_rules, alert_states, projects, runs
 
@@ -156,25 +156,17 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=MAX_RUNS)] = 100,
 ) -> dict[str, Any]:
     """Runs, newest first: of ``project``, or of every project the caller may read."""
-    # Runs.list has no model filter (yet), so the query is built here on the store's own select
-    q = _select().order_by(runs.c.created_at.desc(), runs.c.id)
     if project is not None:
         who.check_read(project)
-        q = q.where(projects.c.name == project)
-    elif who.projects is not None:
-        q = q.where(projects.c.name.in_(sorted(who.projects)))
-    for column, value in ((runs.c.status, status), (runs.c.job_type, job_type), (runs.c.model, model)):
-        if value is not None:
-            q = q.where(column == value)
-    if version is not None:
-        q = q.where(runs.c.version == version)
-    with _store(request).connect() as conn:
-        rows = conn.execute(q.limit(limit + 1)).all()
-    return {
-        "runs": [_run(_info(r)) for r in rows[:limit]],
-        "truncated": len(rows) > limit,
-        "limit": limit,
-    }
+    found = _store(request).runs.list(
+        project if project is not None else who.projects,
+        status=status,
+        job_type=job_type,
+        model=model,
+        version=version,
+        limit=limit + 1,
+    )
+    return {"runs": [_run(r) for r in found[:limit]], "truncated": len(found) > limit, "limit": limit}
 
 
 @router.get("/runs/{run_id}")

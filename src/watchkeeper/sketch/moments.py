@@ -65,7 +65,7 @@ class Moments(Sketch, kind=2):
         correction = float(np.sum(dev)) / n
         mean += correction
         dev -= correction
-        m2 = float(np.dot(dev, dev))
+        m2 = float(np.einsum("i,i->", dev, dev))  # not np.dot: BLAS may start threads for a dot product
         self._combine(n, mean, m2, float(x.min()), float(x.max()))
 
     def _combine(self, n_b: int, mean_b: float, m2_b: float, min_b: float, max_b: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,16 +134,24 @@ class Runs:
 
     def list(
         self,
-        project: str | None = None,
+        project: str | Iterable[str] | None = None,
         *,
         status: str | None = None,
         job_type: str | None = None,
+        model: str | None = None,
+        version: str | None = None,
         limit: int | None = 100,
     ) -> list[RunInfo]:
-        """Runs, newest first."""
+        """Runs, newest first; ``project`` is one project's name or several."""
         q = _select().order_by(runs.c.created_at.desc(), runs.c.id)
-        if project is not None:
+        if isinstance(project, str):
             q = q.where(projects.c.name == project)
+        elif project is not None:
+            q = q.where(projects.c.name.in_(sorted(project)))
+        if model is not None:
+            q = q.where(runs.c.model == model)
+        if version is not None:
+            q = q.where(runs.c.version == version)
         if status is not None:
             if status not in STATUSES:
                 raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
