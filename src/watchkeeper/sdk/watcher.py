@@ -59,6 +59,8 @@ _current_call: contextvars.ContextVar[int | None] = contextvars.ContextVar("watc
 MAX_CELL_CHARS = 4096
 """A sampled input or output larger than this (as JSON) is kept as a truncated text."""
 _FLOAT, _INT, _NUMBER = {float}, {int}, {float, int}
+CHUNK = 32_768
+"""Calls aggregated in one vectorised step."""
 MAX_ROUTES = 200
 """Distinct endpoints per window; more (e.g. unrouted paths) are counted under ``other``."""
 
@@ -457,7 +459,9 @@ class Watcher:
                     for rec in group:
                         self._batch_call(win, spec, rec, offset_ns, stage_times)
                 else:
-                    self._calls(win, spec, group, offset_ns, stage_times)
+                    # in chunks, so the temporary arrays of one step stay small (~10 MB for 20 features)
+                    for j in range(0, len(group), CHUNK):
+                        self._calls(win, spec, group[j : j + CHUNK], offset_ns, stage_times)
         requests: dict[tuple[int, str], tuple[list[float], list[str | None], list[int]]] = {}
         for _, t0, t1, exc, method, route, status in http:
             key = (math.floor((t1 + offset_ns) / width_ns), f"{method} {route}")
