@@ -576,9 +576,17 @@ def server_command(
     """Run the server: ingest from SDKs over HTTP, with a token checked on every request."""
     import os
 
-    from watchkeeper.server.auth import ENV_MAX_BODY, ENV_NO_AUTH, is_loopback, token_verifier
-
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines stay whole
+    try:
+        import uvicorn
+
+        from watchkeeper.server import create_app
+        from watchkeeper.server.auth import ENV_MAX_BODY, ENV_NO_AUTH, is_loopback, token_verifier
+    except ModuleNotFoundError as exc:
+        err.print(
+            f"error: the server needs its extra ({exc}): pip install 'watchkeeper[server]'", markup=False
+        )
+        raise typer.Exit(1) from exc
     if no_auth and not is_loopback(host):
         err.print(
             f"error: --no-auth is allowed on a loopback address only (127.0.0.1, ::1, localhost), "
@@ -587,13 +595,6 @@ def server_command(
             markup=False,
         )
         raise typer.Exit(2)
-    try:
-        import uvicorn
-
-        from watchkeeper.server import create_app
-    except ModuleNotFoundError as exc:
-        err.print(f"error: the server needs fastapi and uvicorn ({exc}): pip install fastapi uvicorn")
-        raise typer.Exit(1) from exc
     import sqlalchemy as sa
 
     target = uri or default_uri()

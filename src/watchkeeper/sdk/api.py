@@ -47,6 +47,7 @@ def init(
     version: str | int | None = None,
     id: str | None = None,
     uri: str | None = None,
+    token: str | None = None,
     artifact_root: str | os.PathLike[str] | None = None,
     mode: Literal["online", "disabled"] | None = None,
     reinit: Literal["finish_previous", "create_new"] = "finish_previous",
@@ -61,6 +62,12 @@ def init(
     defaults to ``WATCHKEEPER_PROJECT`` or ``"uncategorized"``. ``mode="disabled"`` (or
     ``WATCHKEEPER_MODE=disabled``) gives a run that checks what is logged and stores nothing.
     With ``reinit="finish_previous"`` (the default) an open current run is finished first.
+
+    A ``uri`` of the form ``http://host:port`` (or ``https://...``) sends everything to a watchkeeper server
+    instead (see :mod:`watchkeeper.sdk.http`): ``token`` (or ``WATCHKEEPER_TOKEN``) is the bearer token, and
+    ``artifact_root`` is not used. A server that cannot be reached does not make ``init`` fail: the run's
+    start is spooled on disk and sent when the server is back; a token the server refuses (401, 403) raises
+    ``StoreError``. ``token`` is ignored for a database URI.
 
     Monitoring: ``window`` is the length in seconds of the windows that watched calls are aggregated into
     (see ``Run.watch``); ``system_metrics`` samples CPU, memory, disk, network (and GPUs) every 10 seconds,
@@ -77,7 +84,15 @@ def init(
     project = project or os.environ.get("WATCHKEEPER_PROJECT") or "uncategorized"
     transport = None
     if mode == "online":
-        transport = LocalTransport(Store(uri, artifact_root=Path(artifact_root) if artifact_root else None))
+        target = uri or os.environ.get("WATCHKEEPER_URI") or ""
+        if target.split(":", 1)[0].lower() in ("http", "https"):
+            from watchkeeper.sdk.http import HttpTransport
+
+            transport = HttpTransport(target, token or os.environ.get("WATCHKEEPER_TOKEN") or None)
+        else:
+            transport = LocalTransport(
+                Store(uri, artifact_root=Path(artifact_root) if artifact_root else None)
+            )
     try:
         run = Run(
             transport,
