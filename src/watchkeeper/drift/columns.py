@@ -3,9 +3,12 @@
 For raw data each column becomes numpy values without missing entries: floats for numeric columns
 (timestamps as epoch seconds; NaN and ±inf are counted and left out), int codes over one shared dictionary
 for categorical and boolean columns (so counting them is an integer ``bincount``, not a sort of strings), and
-string lengths for free text. A column that cannot be compared gets a status and a message instead of a
-verdict: present on one side only, no values on a side, different kinds on the two sides, mixed types, or a
-kind no method covers yet (vectors).
+string lengths for free text, and 2-D float arrays for vector (embedding) columns: lists or arrays of numbers
+of one length, the dimension being the most common length, as in the profile; rows of another length and
+rows with a non-finite component are counted as missing and left out. A column that cannot be compared gets
+a status and a message instead of a verdict: present on one side only, no values on a side, different kinds
+on the two sides, vectors of different dimensions, mixed types, or a kind no method covers (lists of
+strings, structs).
 """
 
 from __future__ import annotations
@@ -25,16 +28,17 @@ ONLY_REFERENCE = "only in reference"
 ONLY_CURRENT = "only in current"
 EMPTY = "no values"
 KIND_MISMATCH = "kind mismatch"
+DIMENSION_MISMATCH = "dimension mismatch"
 NOT_COMPARED = "not compared"
 
 
 @dataclass(slots=True)
 class ColumnPair:
     name: str
-    kind: str  # numeric, categorical, boolean, text, vector, mixed, empty
+    kind: str  # numeric, categorical, boolean, text, vector, mixed, other, empty
     status: str = OK
     message: str = ""
-    ref: np.ndarray | None = None
+    ref: np.ndarray | None = None  # 1-D; 2-D (rows, dimension) for vectors
     cur: np.ndarray | None = None
     labels: list[Any] = field(default_factory=list)  # code -> label, for categorical and boolean
     ref_rows: int = 0
@@ -49,6 +53,7 @@ class _Side:
     values: Any  # pa.Array (no nulls) or np.ndarray
     rows: int
     missing: int
+    note: str = ""  # what was left out beyond missing values, for the column's message
 
 
 def _side(values: ColumnValues) -> _Side:
@@ -61,6 +66,15 @@ def _side(values: ColumnValues) -> _Side:
             return _side(pa.array(present, type=pa.string()))
         if all(issubclass(t, int | float) and not issubclass(t, bool) for t in types):
             return _side(pa.array(present, type=pa.float64()))
+        if all(issubclass(t, list | tuple | np.ndarray) for t in types):
+            try:  # as the profile reads them: lists of numbers (None inside counts as non-finite)
+                lists = pa.array([list(v) for v in present], type=pa.list_(pa.float64()))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+                pass
+            else:
+                side = _side(lists)
+                side.rows, side.missing = len(values), side.missing + len(values) - len(present)
+                return side
         names = ", ".join(sorted(t.__name__ for t in types))
         return _Side("mixed", names, len(values), len(values) - len(present))
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
@@ -91,8 +105,35 @@ def _side(values: ColumnValues) -> _Side:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return _Side("categorical", arr, rows, missing)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
-        return _Side("vector", arr, rows, missing)
+        return _vectors(arr, rows, missing)
     return _Side("other", arr, rows, missing)
+
+
+def _vectors(arr: pa.Array, rows: int, missing: int) -> _Side:
+    """Rows of a list column (no nulls) as a 2-D float64 array of finite rows of the most common length."""
+    value_type = arr.type.value_type
+    if not (pa.types.is_integer(value_type) or pa.types.is_floating(value_type)):
+        return _Side("other", arr, rows, missing)  # lists of strings and the like: profiled, not compared
+    note = ""
+    if pa.types.is_fixed_size_list(arr.type):
+        dim = arr.type.list_size
+    else:
+        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        dim = int(np.bincount(lengths).argmax())
+        keep = lengths == dim
+        if not keep.all():
+            other = int((~keep).sum())
+            missing += other
+            note = f"{other:,} rows of another length than {dim} left out"
+            arr = arr.filter(pa.array(keep))
+    if dim == 0 or len(arr) == 0:
+        return _Side("empty", None, rows, rows)
+    x = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float64, copy=False).reshape(-1, dim)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        missing += int((~finite).sum())
+        x = x[finite]
+    return _Side("vector" if len(x) else "empty", x, rows, missing, note)
 
 
 def _is_text(arr: pa.Array) -> bool:
@@ -130,9 +171,22 @@ def _pair(name: str, a: _Side, b: _Side) -> ColumnPair:
         pair.status = KIND_MISMATCH
         pair.message = f"{a.kind} in the reference, {b.kind} in the current data"
         return pair
-    if a.kind in ("vector", "other"):
+    if a.kind == "other":
         pair.status = NOT_COMPARED
-        pair.message = f"{a.kind} columns are profiled but not compared for drift yet"
+        pair.message = "lists of non-numbers, structs and binary columns are profiled but not compared"
+        return pair
+    if a.kind == "vector":
+        pair.message = "; ".join(
+            f"{side}: {s.note}" for side, s in (("reference", a), ("current", b)) if s.note
+        )
+        if a.values.shape[1] != b.values.shape[1]:
+            pair.status = DIMENSION_MISMATCH
+            pair.message = (
+                f"vectors of dimension {a.values.shape[1]} in the reference, "
+                f"{b.values.shape[1]} in the current data"
+            )
+            return pair
+        pair.ref, pair.cur = a.values, b.values
         return pair
     if a.kind == "numeric":
         pair.ref, pair.cur = a.values, b.values

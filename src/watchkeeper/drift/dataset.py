@@ -4,6 +4,14 @@ Raw data (any table ``wk.profile`` accepts) is compared exactly; two ``Profile``
 their sketches, with the bounds each method states. The per-column verdict and the dataset verdict follow
 :mod:`watchkeeper.drift.decide`; a column that cannot be compared gets a status and a message, never a
 silent NaN verdict.
+
+Vector (embedding) columns follow the same rule with :mod:`watchkeeper.drift.vector`: the test of a shift
+of the mean embedding joins the multiple-testing family like any column's test, and the effect that must
+reach ``vector_min_effect`` (default 0.1) is the debiased distance between the mean embeddings in average
+reference standard deviations. The default is twice the numeric floor (0.05 reference standard deviations
+of Wasserstein distance) because a vector's distance adds up over its dimensions: a change of 0.005
+standard deviations in every one of 384 dimensions, each far too small to matter, is already 0.1 in
+total, while a shift of 0.1 along one direction is as visible as a numeric column's 0.1.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from watchkeeper.drift import decide
 from watchkeeper.drift.base import DriftMethod, DriftStatistic
 from watchkeeper.drift.binning import bin_categorical_profiles
 from watchkeeper.drift.columns import (
+    DIMENSION_MISMATCH,
     EMPTY,
     KIND_MISMATCH,
     NOT_COMPARED,
@@ -28,17 +37,27 @@ from watchkeeper.drift.columns import (
     ColumnPair,
     pair_column,
 )
+from watchkeeper.drift.vector import VECTOR, MeanShift
 from watchkeeper.drift.welch import welch_from_moments
 from watchkeeper.profile import Profile
 from watchkeeper.profile.frames import as_frame
 
-DEFAULT_TESTS = {"numeric": "ks+welch", "text": "ks+welch", "categorical": "chi2", "boolean": "ztest"}
+DEFAULT_TESTS = {
+    "numeric": "ks+welch",
+    "text": "ks+welch",
+    "categorical": "chi2",
+    "boolean": "ztest",
+    "vector": "mean_shift",
+}
+VECTOR_EFFECT = "mean shift/sd"
 EFFECTS = {
     "numeric": "wasserstein/std",
     "text": "wasserstein/std",
     "categorical": "max share change",
     "boolean": "max share change",
+    "vector": VECTOR_EFFECT,
 }
+VECTOR_MIN_EFFECT = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,7 @@ class DriftResult:
     columns: list[ColumnDrift]
     policy: decide.DriftPolicy
     source: str  # "raw" or "profiles"
+    vector_min_effect: float = VECTOR_MIN_EFFECT  # the effect floor of vector columns (mean shift/sd)
 
     @property
     def compared(self) -> list[ColumnDrift]:
@@ -152,12 +172,14 @@ def drift(
     numeric_min_effect: float = 0.05,
     categorical_min_effect: float = 0.025,
     drift_share: float = 0.5,
+    vector_min_effect: float = VECTOR_MIN_EFFECT,
     method: str | Mapping[str, str] | None = None,
     threshold: float | Mapping[str, float] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> DriftResult:
     """Compare ``current`` with ``reference``: two tables (pandas, polars, Arrow, numpy, dicts, records) or
-    two ``Profile`` objects. See :mod:`watchkeeper.drift.decide` for the decision rule and its settings.
+    two ``Profile`` objects. See :mod:`watchkeeper.drift.decide` for the decision rule and its settings;
+    ``vector_min_effect`` is the effect floor of vector columns (see :mod:`watchkeeper.drift.vector`).
 
     ``method`` replaces the default rule by one catalogue method: for every column it covers (a name), or
     per column (a mapping). A chosen test (``ks``, ``welch``, ``chi2``, ``ztest``) decides by its adjusted
@@ -166,6 +188,8 @@ def drift(
     after each column is compared.
     """
     policy = decide.DriftPolicy(alpha, correction, numeric_min_effect, categorical_min_effect, drift_share)
+    if not vector_min_effect >= 0.0:
+        raise ValueError(f"vector_min_effect must not be negative, got {vector_min_effect}")
     choose = _chooser(method, threshold)
     if isinstance(reference, Profile) != isinstance(current, Profile):
         raise TypeError("compare two Profiles, or two tables: got one of each")
@@ -186,7 +210,7 @@ def drift(
 
         results = _each(names, compare, progress)
         source = "raw"
-    return DriftResult(_decide(results, policy), policy, source)
+    return DriftResult(_decide(results, policy, vector_min_effect), policy, source, vector_min_effect)
 
 
 class _NotApplicable(ValueError):
@@ -286,8 +310,8 @@ def _compare_raw(pair: ColumnPair, choose: Callable[[str, str], Choice]) -> Colu
         status=pair.status,
         drifted=None,
         message=pair.message,
-        ref_count=0 if pair.ref is None else int(pair.ref.size),
-        cur_count=0 if pair.cur is None else int(pair.cur.size),
+        ref_count=0 if pair.ref is None else len(pair.ref),
+        cur_count=0 if pair.cur is None else len(pair.cur),
         ref_missing=pair.ref_missing,
         cur_missing=pair.cur_missing,
     )
@@ -300,6 +324,11 @@ def _compare_raw(pair: ColumnPair, choose: Callable[[str, str], Choice]) -> Colu
     except _NotApplicable as exc:
         return replace(base, status=NOT_COMPARED, message=str(exc))
     try:
+        if pair.kind == VECTOR:
+            plot = {**_numeric_plot(np.sort(_norms(ref)), np.sort(_norms(cur))), "label": NORM_LABEL}
+            if chosen is not None:
+                return _chosen(base, _method(chosen[0]).exact(ref, cur, kind=VECTOR), chosen[1], plot)
+            return _vector(base, MeanShift().exact(ref, cur), plot)
         if pair.kind in ("numeric", "text"):
             # sorted once here; KS, Wasserstein and the plot all read the sorted samples
             ref, cur = np.sort(ref), np.sort(cur)
@@ -348,6 +377,30 @@ def _numeric(
     )
 
 
+def _norms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", x, x))
+
+
+def _vector(base: ColumnDrift, test: DriftStatistic, plot: dict[str, Any]) -> ColumnDrift:
+    """The default rule's row for a vector column; the message gives the mean norm's change."""
+    d = test.details or {}
+    note = f"dimension {d['dim']}; mean norm {d['norm_ref']:.4g} → {d['norm_cur']:.4g}"
+    if math.isfinite(d["norm_change"]):
+        note += f" ({100 * d['norm_change']:+.1f}%)"
+    if d["p_method"] == "bound":
+        note += "; p-value from profiles: a bound for any correlation between dimensions"
+    return replace(
+        base,
+        method=test.method,
+        statistic=test.statistic,
+        p_value=test.p_value if test.p_value is not None else math.nan,
+        effect_name=VECTOR_EFFECT,
+        effect=float(d["effect"]),
+        message=note + (f"; {base.message}" if base.message else ""),
+        plot=plot,
+    )
+
+
 def _categorical(base: ColumnDrift, test: DriftStatistic, effect: float, plot: dict[str, Any]) -> ColumnDrift:
     return replace(
         base,
@@ -362,6 +415,7 @@ def _categorical(base: ColumnDrift, test: DriftStatistic, effect: float, plot: d
 
 PLOT_BINS = 30
 PLOT_CATEGORIES = 20
+NORM_LABEL = "L2 norm of each row"  # a vector column's chart: the distribution of its rows' norms
 
 
 def _numeric_plot(ref: np.ndarray, cur: np.ndarray) -> dict[str, Any]:
@@ -434,6 +488,8 @@ def _compare_profiles(
     except _NotApplicable as exc:
         return replace(base, status=NOT_COMPARED, message=str(exc))
     try:
+        if kind == VECTOR:
+            return _vector_profiles(base, a, b, chosen)
         if kind == "numeric":
             base = replace(base, kind="numeric", ref_count=a.numeric.moments.n, cur_count=b.numeric.moments.n)
             if a.numeric.moments.n == 0 or b.numeric.moments.n == 0:
@@ -467,8 +523,37 @@ def _compare_profiles(
     return replace(base, status=NOT_COMPARED, message=f"{kind_a} columns are not compared from profiles yet")
 
 
+def _vector_profiles(base: ColumnDrift, a: Any, b: Any, chosen: Choice) -> ColumnDrift:
+    va, vb = a.vectors, b.vectors
+    if va is None or vb is None:  # declared a vector column (schema=) but no numeric lists arrived
+        side = "reference" if va is None else "current data"
+        return replace(base, status=EMPTY, message=f"the {side} holds no vectors in this column")
+    # missing: nulls, rows with a non-finite component, rows of another length than the column's dimension
+    base = replace(
+        base,
+        ref_count=va.n,
+        cur_count=vb.n,
+        ref_missing=a.missing + va.nonfinite + a.vector_mismatch,
+        cur_missing=b.missing + vb.nonfinite + b.vector_mismatch,
+    )
+    if va.dim != vb.dim:
+        message = f"vectors of dimension {va.dim} in the reference, {vb.dim} in the current data"
+        return replace(base, status=DIMENSION_MISMATCH, message=message)
+    if va.n == 0 or vb.n == 0:
+        side = "reference" if va.n == 0 else "current data"
+        return replace(base, status=EMPTY, message=f"the {side} has no finite vectors in this column")
+    plot = {**_quantile_plot(va.norm_quantiles, vb.norm_quantiles), "label": NORM_LABEL}
+    if chosen is not None:
+        return _chosen(base, _method(chosen[0]).on_profiles(a, b, kind=VECTOR), chosen[1], plot)
+    return _vector(base, MeanShift().on_profiles(a, b), plot)
+
+
 def _numeric_plot_profiles(a: Any, b: Any) -> dict[str, Any]:
-    qa, qb = a.numeric.quantiles, b.numeric.quantiles
+    return _quantile_plot(a.numeric.quantiles, b.numeric.quantiles)
+
+
+def _quantile_plot(qa: Any, qb: Any) -> dict[str, Any]:
+    """As :func:`_numeric_plot`, from two quantile sketches."""
     lo = min(float(qa.quantile(0.005)), float(qb.quantile(0.005)))
     hi = max(float(qa.quantile(0.995)), float(qb.quantile(0.995)))
     if not hi > lo:
@@ -483,7 +568,9 @@ def _numeric_plot_profiles(a: Any, b: Any) -> dict[str, Any]:
 # -- the decision -----------------------------------------------------------------------------------------
 
 
-def _decide(results: list[ColumnDrift], policy: decide.DriftPolicy) -> list[ColumnDrift]:
+def _decide(
+    results: list[ColumnDrift], policy: decide.DriftPolicy, vector_min_effect: float = VECTOR_MIN_EFFECT
+) -> list[ColumnDrift]:
     # the multiple-testing family: every compared column decided by a test (default rule or a chosen test)
     p = np.array([r.p_value if r.status == OK and r.rule != "threshold" else math.nan for r in results])
     adjusted = decide.adjust_p_values(p, policy.correction)
@@ -499,11 +586,10 @@ def _decide(results: list[ColumnDrift], policy: decide.DriftPolicy) -> list[Colu
         elif r.rule == "test":
             out.append(replace(r, p_adjusted=float(p_adj), drifted=bool(p_adj < policy.alpha)))
         else:
-            minimum = (
-                policy.numeric_min_effect
-                if r.effect_name == "wasserstein/std"
-                else policy.categorical_min_effect
-            )
+            minimum = {
+                "wasserstein/std": policy.numeric_min_effect,
+                VECTOR_EFFECT: vector_min_effect,
+            }.get(r.effect_name or "", policy.categorical_min_effect)
             drifted = bool(p_adj < policy.alpha and r.effect >= minimum)
             out.append(replace(r, p_adjusted=float(p_adj), drifted=drifted))
     return out

@@ -192,11 +192,15 @@ def _card(c: ColumnDrift, anchor: str) -> str:
         f"(adjusted {_num(c.p_adjusted)}) · {escape(c.effect_name or '')} {_num(c.effect)} · "
         f"n {c.ref_count:,} → {c.cur_count:,}"
     )
+    if c.kind == "vector" and c.message:
+        stats += f" · {escape(c.message)}"  # the dimension and the change of the mean row norm
     chart = ""
     if c.plot and c.plot.get("type") == "histogram":
         chart = _histogram_svg(c.plot)
     elif c.plot and c.plot.get("type") == "bars":
         chart = _bars_svg(c.plot)
+    if chart and c.plot.get("label"):
+        chart += f'<div class="stats">{escape(str(c.plot["label"]))}</div>'
     return f'<div class="card">{head}<div class="stats">{stats}</div>{chart}</div>'
 
 
@@ -275,7 +279,8 @@ def render(result: DriftResult, *, title: str = "Drift report") -> str:
 <b>Rule:</b> a column drifted when its test's p-value, adjusted for {len(compared)} columns ({escape(policy.correction)}),
 is below {policy.alpha:g} <i>and</i> the change is large enough: Wasserstein distance ≥ {policy.numeric_min_effect:g}
 reference standard deviations (numeric), or a category's share moving by ≥ {policy.categorical_min_effect * 100:g}
-percentage points (categorical, boolean).</div>
+percentage points (categorical, boolean), or the mean embedding moving by ≥ {result.vector_min_effect:g} average
+reference standard deviations (vector).</div>
 <h2>Columns</h2>
 <table class="sortable" id="columns"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>
 <h2>Distributions <span class="legend"><span style="background:{REF_COLOUR}"></span>reference
