@@ -1,21 +1,37 @@
 """``watchkeeper``: the command line. Reads go through the store's queries; every command takes ``--uri``
-(default: ``WATCHKEEPER_URI`` or the embedded SQLite file under ``./.watchkeeper``)."""
+(default: ``WATCHKEEPER_URI`` or the embedded SQLite file under ``./.watchkeeper``).
+
+The reading commands (``runs list``, ``runs show``, ``artifacts list``, ``traffic``) also take a server's URL
+(``http://host:8080``) and then read through its query API with :class:`watchkeeper.client.Client` (token:
+``--token`` or ``WATCHKEEPER_TOKEN``), printing the same rows; the commands that manage a database
+(``db``, ``token``, ``server``) need a database URI and say so."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
+import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
-from watchkeeper.errors import WatchkeeperError
+from watchkeeper.errors import StoreError, WatchkeeperError
 from watchkeeper.store import Store, default_uri, migrate
 from watchkeeper.store.engine import DEFAULT_DIR, create_engine
+
+if TYPE_CHECKING:
+    from watchkeeper.client import Client
+    from watchkeeper.store import ArtifactVersion, RunInfo
+    from watchkeeper.store.profiles import ReferenceInfo
+    from watchkeeper.store.samples import TableRef
+    from watchkeeper.store.signals import SeriesSummary
 
 app = typer.Typer(
     help="watchkeeper: self-hosted ML observability.", no_args_is_help=True, add_completion=False
@@ -31,6 +47,12 @@ UriOption = Annotated[
     str | None, typer.Option("--uri", help="Store URI (default: WATCHKEEPER_URI or ./.watchkeeper).")
 ]
 ProjectOption = Annotated[str | None, typer.Option("--project", "-p", help="Only this project.")]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="Bearer token when --uri is a server's http(s):// URL (default: WATCHKEEPER_TOKEN)."
+    ),
+]
 
 STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "red", "crashed": "bold red"}
 
@@ -45,6 +67,52 @@ def _open(uri: str | None) -> Store:
     except WatchkeeperError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(1) from exc
+
+
+_TOKEN_HINT = "--token or WATCHKEEPER_TOKEN"
+
+
+def _is_server(uri: str) -> bool:
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+@contextlib.contextmanager
+def _reader(uri: str | None, token: str | None) -> Iterator[Store | Client]:
+    """The store of a database URI (as :func:`_open`), or a client of the server at an http(s):// URI whose
+    errors (unreachable, token refused) are printed as ``error: ...`` with exit code 1."""
+    target = uri or default_uri()
+    if not _is_server(target):
+        yield _open(uri)
+        return
+    from watchkeeper.client import Client
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)  # a URL in the message stays whole
+    try:
+        client = Client(target, token or os.environ.get("WATCHKEEPER_TOKEN") or None, token_hint=_TOKEN_HINT)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    with client:
+        try:
+            yield client
+        except StoreError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")  # the server's words are not markup
+            raise typer.Exit(1) from exc
+
+
+def _database_uri(uri: str | None, command: str) -> str:
+    """``uri`` or the default, which must be a database: the command works on the store itself."""
+    target = uri or default_uri()
+    if _is_server(target):
+        source = "--uri" if uri else "WATCHKEEPER_URI"
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"error: watchkeeper {command} works on the database itself and needs a database URI "
+            f"(sqlite:///... or postgresql+psycopg://...), but {source} is the server URL {target}: run it "
+            "with --uri set to the database the server uses",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    return target
 
 
 def fmt_number(v: Any) -> str:
@@ -88,14 +156,19 @@ def runs_list(
     project: ProjectOption = None,
     status: Annotated[str | None, typer.Option(help="running, finished, failed or crashed.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    token: TokenOption = None,
 ) -> None:
     """List runs, newest first."""
-    store = _open(uri)
-    store.runs.reap()
-    try:
-        runs = store.runs.list(project, status=status, limit=limit)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--status") from exc
+    with _reader(uri, token) as source:
+        try:
+            if isinstance(source, Store):
+                source.runs.reap()
+                runs = source.runs.list(project, status=status, limit=limit)
+            else:
+                runs = source.runs(project, status=status, limit=limit)
+        except ValueError as exc:
+            hint = "--limit" if str(exc).startswith("limit") else "--status"
+            raise typer.BadParameter(str(exc), param_hint=hint) from exc
     table = RichTable(title=f"runs ({len(runs)})", title_justify="left")
     for col in ("id", "project", "name", "job type", "model", "status", "created", "duration", "steps"):
         table.add_column(col, no_wrap=col in ("id", "created"))
@@ -121,15 +194,34 @@ def runs_show(
     run: Annotated[str, typer.Argument(help="Run id, or a run name that is unique.")],
     uri: UriOption = None,
     project: ProjectOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Show one run: its config, summary, the last value of every logged key, tables and artifacts."""
-    store = _open(uri)
-    store.runs.reap()
-    try:
-        info = store.runs.get(run, project)
-    except KeyError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc.args[0]}")
-        raise typer.Exit(1) from exc
+    with _reader(uri, token) as source:
+        try:
+            if isinstance(source, Store):
+                source.runs.reap()
+                info = source.runs.get(run, project)
+                series = source.signals.summaries(info.id)
+                tables = source.samples.tables(info.id)
+                refs = [r for r in source.profiles.references(info.project) if r.run_id == info.id]
+                arts = source.artifacts.list(run_id=info.id)
+            else:
+                d = source.run(run, project)
+                info, series, tables, refs, arts = d.info, d.series, d.tables, d.references, d.artifacts
+        except KeyError as exc:
+            Console(stderr=True).print(f"[red]error:[/red] {exc.args[0]}")
+            raise typer.Exit(1) from exc
+    _print_run(info, series, tables, refs, arts)
+
+
+def _print_run(
+    info: RunInfo,
+    series: list[SeriesSummary],
+    tables: list[TableRef],
+    refs: list[ReferenceInfo],
+    arts: list[ArtifactVersion],
+) -> None:
     console = _console()
     style = STATUS_STYLE.get(info.status, "")
     head = RichTable.grid(padding=(0, 2))
@@ -167,7 +259,6 @@ def runs_show(
             t.add_row(k, fmt_value(v))
         console.print(t)
 
-    series = store.signals.summaries(info.id)
     logged = {s.name for s in series}
     extra = {k: v for k, v in info.summary.items() if k not in logged}
     if extra:
@@ -193,7 +284,6 @@ def runs_show(
             )
         console.print(t)
 
-    tables = store.samples.tables(info.id)
     if tables:
         t = RichTable(title="tables", title_justify="left")
         for col in ("key", "step", "rows"):
@@ -202,7 +292,6 @@ def runs_show(
             t.add_row(ref.key, "-" if ref.step is None else str(ref.step), str(ref.rows))
         console.print(t)
 
-    refs = [r for r in store.profiles.references(info.project) if r.run_id == info.id]
     if refs:
         t = RichTable(title="reference profiles", title_justify="left")
         for col in ("model", "version", "name", "rows"):
@@ -211,7 +300,6 @@ def runs_show(
             t.add_row(r.model, r.version, r.name, str(r.rows))
         console.print(t)
 
-    arts = store.artifacts.list(run_id=info.id)
     if arts:
         t = RichTable(title="artifacts", title_justify="left")
         for col in ("artifact", "type", "files", "size", "digest"):
@@ -231,13 +319,14 @@ def _fmt_bytes(n: int) -> str:
 
 
 @artifacts_app.command("list")
-def artifacts_list(uri: UriOption = None, project: ProjectOption = None) -> None:
+def artifacts_list(uri: UriOption = None, project: ProjectOption = None, token: TokenOption = None) -> None:
     """List artifact versions."""
-    store = _open(uri)
+    with _reader(uri, token) as source:
+        found = source.artifacts.list(project) if isinstance(source, Store) else source.artifacts(project)
     table = RichTable(title="artifacts", title_justify="left")
     for col in ("project", "artifact", "type", "files", "size", "logged by", "created"):
         table.add_column(col)
-    for a in store.artifacts.list(project):
+    for a in found:
         table.add_row(
             a.project,
             a.ref,
@@ -253,7 +342,7 @@ def artifacts_list(uri: UriOption = None, project: ProjectOption = None) -> None
 @db_app.command("upgrade")
 def db_upgrade(uri: UriOption = None) -> None:
     """Migrate the database to the schema this watchkeeper needs (creating it if it is empty)."""
-    target = uri or default_uri()
+    target = _database_uri(uri, "db upgrade")
     try:
         engine = create_engine(target)
         before = migrate.current(engine)
@@ -271,7 +360,7 @@ def db_upgrade(uri: UriOption = None) -> None:
 @db_app.command("current")
 def db_current(uri: UriOption = None) -> None:
     """Print the database's schema revision and the one this watchkeeper needs."""
-    engine = create_engine(uri or default_uri())
+    engine = create_engine(_database_uri(uri, "db current"))
     typer.echo(f"database: {migrate.current(engine) or 'none'}\nthis watchkeeper needs: {migrate.head()}")
 
 
@@ -298,6 +387,7 @@ def traffic(
     project: Annotated[str, typer.Option("--project", "-p", help="The project.")] = "uncategorized",
     since: Annotated[str, typer.Option("--since", help="How far back: 15m, 2h, 7d, ...")] = "1h",
     uri: UriOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Requests, errors and latency per endpoint and stage, token use and input problems of a deployment,
     from its window profiles merged over the range (percentiles of the merged sketches, exact counts)."""
@@ -309,21 +399,32 @@ def traffic(
     if "@" in deployment:
         model, _, version = deployment.rpartition("@")
         subject = model_subject(model, version)
-    store = _open(uri)
-    now = dt.datetime.now().timestamp()
-    windows = store.profiles.windows(project, subject, now - seconds, None)
+    with _reader(uri, token) as source:
+        now = dt.datetime.now().timestamp()
+        if isinstance(source, Store):
+            windows = source.profiles.windows(project, subject, now - seconds, None)
+            count = len(windows)
+            if windows:
+                merged = Profile.from_bytes(windows[0].data)
+                for w in windows[1:]:
+                    merged = merged.merge(Profile.from_bytes(w.data))
+                runs = len({w.run_id for w in windows})
+                first, last = windows[0].window_start, windows[-1].window_end
+        else:
+            found = source.merged_profile(project, subject, now - seconds)
+            count = found.windows
+            if count:
+                merged = Profile.from_bytes(found.data)
+                runs = len(found.runs)
+                first, last = found.window_start, found.window_end
     console = _console()
-    if not windows:
+    if not count:
         console.print(f"no windows of {deployment} in project {project!r} in the last {since}")
         raise typer.Exit(1)
-    merged = Profile.from_bytes(windows[0].data)
-    for w in windows[1:]:
-        merged = merged.merge(Profile.from_bytes(w.data))
     t = merged.traffic
-    runs = len({w.run_id for w in windows})
     console.print(
-        f"[bold]{deployment}[/bold]  {len(windows)} windows from {runs} run(s), "
-        f"{fmt_time(windows[0].window_start)} to {fmt_time(windows[-1].window_end)}, "
+        f"[bold]{deployment}[/bold]  {count} windows from {runs} run(s), "
+        f"{fmt_time(first)} to {fmt_time(last)}, "
         f"{merged.rows} predictions"
     )
     if t is None:
@@ -342,7 +443,7 @@ def traffic(
         "max ms",
     ):
         table.add_column(col, justify="left" if col == "endpoint" else "right")
-    span = max(windows[-1].window_end - windows[0].window_start, 1e-9)
+    span = max(last - first, 1e-9)
     for name, ep in sorted(t.endpoints.items()):
         q = ep.latency.quantile([0.5, 0.95, 0.99]) * 1e3
         errors = ", ".join(f"{k} {v}" for k, v in sorted(ep.errors.items(), key=lambda kv: -kv[1])) or "0"
@@ -489,7 +590,7 @@ def token_create(
     uri: UriOption = None,
 ) -> None:
     """Create a token and print it, once: the store keeps only its hash."""
-    store = _open(uri)
+    store = _open(_database_uri(uri, "token create"))
     try:
         info, token = store.tokens.create(project, scope, description)
     except ValueError as exc:
@@ -510,7 +611,7 @@ def token_create(
 @token_app.command("list")
 def token_list(uri: UriOption = None, project: ProjectOption = None) -> None:
     """List tokens (never their secrets), revoked ones too."""
-    store = _open(uri)
+    store = _open(_database_uri(uri, "token list"))
     try:
         found = store.tokens.list(project)
     finally:
@@ -541,7 +642,7 @@ def token_revoke(
     long)."""
     from watchkeeper.store.tokens import CACHE_SECONDS, id_of
 
-    store = _open(uri)
+    store = _open(_database_uri(uri, "token revoke"))
     try:
         changed = store.tokens.revoke(token_id)
         info = store.tokens.get(id_of(token_id.strip()) or token_id.strip())
@@ -574,8 +675,7 @@ def server_command(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Run the server: ingest from SDKs over HTTP, with a token checked on every request."""
-    import os
-
+    target = _database_uri(uri, "server")
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines stay whole
     try:
         import uvicorn
@@ -597,7 +697,6 @@ def server_command(
         raise typer.Exit(2)
     import sqlalchemy as sa
 
-    target = uri or default_uri()
     store = _open(target)
     max_body = max_body_mb * 1024 * 1024
     shown = sa.engine.make_url(target).render_as_string(hide_password=True)

@@ -21,7 +21,11 @@ for i in range(20000):
 if mode == "raise":
     raise ValueError("bad batch at step 7")
 if mode == "hang":
-    time.sleep(0.5)  # let the writer persist what was logged
+    from watchkeeper.store import Store
+    store = Store(uri)
+    deadline = time.time() + 60
+    while not store.signals.summaries(run.id) and time.time() < deadline:
+        time.sleep(0.05)  # until the writer has persisted some of what was logged (a busy machine is slow)
     print("ready", flush=True)
     time.sleep(600)
 """

@@ -214,9 +214,22 @@ def load_reference(
     *,
     project: str | None = None,
     uri: str | None = None,
+    token: str | None = None,
 ) -> Profile:
-    """The reference profile ``name`` of a model version, as logged by ``run.log_reference``."""
+    """The reference profile ``name`` of a model version, as logged by ``run.log_reference``; KeyError when
+    there is none.
+
+    ``uri`` (or ``WATCHKEEPER_URI``) is a database, or a watchkeeper server (``http://host:port``), whose
+    query API is asked with ``token`` (or ``WATCHKEEPER_TOKEN``): a read token of the project is enough.
+    ``token`` is ignored for a database URI."""
     project = project or os.environ.get("WATCHKEEPER_PROJECT") or "uncategorized"
+    target = uri or os.environ.get("WATCHKEEPER_URI") or ""
+    if target.split(":", 1)[0].lower() in ("http", "https"):
+        from watchkeeper.client import Client
+
+        token = token or os.environ.get("WATCHKEEPER_TOKEN") or None
+        with Client(target, token, token_hint="wk.load_reference(token=...) or WATCHKEEPER_TOKEN") as client:
+            return Profile.from_bytes(client.reference_profile(project, model, str(version), name))
     with Store(uri) as store:
         stored = store.profiles.reference(project, model, str(version), name)
     return Profile.from_bytes(stored.data)

@@ -3,19 +3,27 @@
 Routes live in one module per concern (ingest, query, metrics); this module wires them to one Store and
 sets the request-body limit. Handlers that touch the database are plain ``def`` functions, which FastAPI
 runs in its thread pool, so a slow write never blocks the event loop.
+
+Every answer, errors included, is described in the OpenAPI document (``/openapi.json``), and
+``tests/server/test_schemathesis.py`` checks the server against it: a 422 is ``{"detail": [{"field",
+"message"}]}`` (:class:`~watchkeeper.server.schema.ValidationProblem`), declared in place of FastAPI's default
+``HTTPValidationError`` on every route FastAPI validates input for; the other error codes are declared by
+each route.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from watchkeeper._version import __version__
 from watchkeeper.server.auth import Principal
 from watchkeeper.server.body import DEFAULT_MAX_BODY, BodyLimit
+from watchkeeper.server.schema import HealthOut, ValidationProblem
 from watchkeeper.store import Store
 
 
@@ -33,6 +41,7 @@ def create_app(
         title="watchkeeper",
         version=__version__,
         description="Self-hosted ML observability: ingest, queries and Prometheus exposition.",
+        dependencies=[Depends(_no_nul_params)],
     )
     app.state.store = store
     app.state.verify_token = verify_token
@@ -42,9 +51,18 @@ def create_app(
     app.state.traffic_totals = metrics.TrafficTotals(store)
     app.include_router(metrics.router)
 
-    @app.get("/api/v1/health", tags=["meta"])
+    @app.get("/api/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
+
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_our_422(fastapi_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,6 +72,35 @@ def create_app(
 
     app.add_middleware(BodyLimit, max_body=max_body)
     return app
+
+
+def _no_nul_params(request: Request) -> None:
+    """422 for a path or query parameter holding a NUL character, which PostgreSQL cannot compare with text
+    (it would fail the query with a 500); no stored name holds one (ingest refuses them)."""
+    bad = [
+        {"field": f"{where}.{name}", "message": "contains a NUL character (U+0000); text may not"}
+        for where, items in (
+            ("path", request.path_params.items()),
+            ("query", request.query_params.multi_items()),
+        )
+        for name, value in items
+        if isinstance(value, str) and "\x00" in value
+    ]
+    if bad:
+        raise HTTPException(422, bad[:20])
+
+
+def _with_our_422(doc: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with FastAPI's default 422 body (``HTTPValidationError``, which this app never
+    answers) replaced by :class:`ValidationProblem` where FastAPI declared it."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    if "HTTPValidationError" not in schemas:
+        return doc
+    ours = ValidationProblem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(ours.pop("$defs", {}))
+    schemas["HTTPValidationError"] = ours
+    schemas.pop("ValidationError", None)
+    return doc
 
 
 def _path(loc: tuple | list) -> str:

@@ -29,10 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from watchkeeper.server.auth import Principal, principal
+from watchkeeper.server.schema import BINARY, BlobOut, ManifestOut, VersionsOut, problems
 from watchkeeper.store import ArtifactVersion, codec
 from watchkeeper.store.artifacts import parse_ref
 
-router = APIRouter(prefix="/api/v1", tags=["artifacts"])
+router = APIRouter(prefix="/api/v1", tags=["artifacts"], responses=problems(401, 503))
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 Who = Annotated[Principal, Depends(principal)]
@@ -82,7 +83,15 @@ def _manifest(store: Any, project: str, ref: str) -> dict[str, Any]:
     }
 
 
-@router.head("/blobs/{digest}")
+@router.head(
+    "/blobs/{digest}",
+    response_class=Response,
+    responses={
+        **problems(400, 403),
+        200: {"description": "The server holds content with that sha256"},
+        404: {"description": "The server holds no content with that sha256"},
+    },
+)
 def blob_exists(digest: str, project: ProjectParam, request: Request, who: Who) -> Response:
     _check_digest(digest)
     who.check_write([project])
@@ -90,7 +99,14 @@ def blob_exists(digest: str, project: ProjectParam, request: Request, who: Who) 
     return Response(status_code=200 if found else 404)
 
 
-@router.put("/blobs/{digest}")
+@router.put(
+    "/blobs/{digest}",
+    response_model=BlobOut,
+    responses=problems(400, 403, 413, 415),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/octet-stream": BINARY}},
+    },
+)
 async def put_blob(digest: str, project: ProjectParam, request: Request, who: Who) -> dict[str, Any]:
     _check_digest(digest)
     who.check_write([project])
@@ -104,7 +120,7 @@ async def put_blob(digest: str, project: ProjectParam, request: Request, who: Wh
     return {"digest": digest, "size": len(body)}
 
 
-@router.get("/artifacts/{project}")
+@router.get("/artifacts/{project}", response_model=VersionsOut, responses=problems(403))
 def list_versions(
     project: str,
     request: Request,
@@ -116,13 +132,17 @@ def list_versions(
     return {"versions": [_version_doc(v) for v in versions if name is None or v.name == name]}
 
 
-@router.get("/artifacts/{project}/{ref}/manifest")
+@router.get("/artifacts/{project}/{ref}/manifest", response_model=ManifestOut, responses=problems(403, 404))
 def manifest(project: str, ref: str, request: Request, who: Who) -> dict[str, Any]:
     who.check_read(project)
     return _manifest(request.app.state.store, project, ref)
 
 
-@router.post("/artifacts/{project}/{ref}/use")
+@router.post(
+    "/artifacts/{project}/{ref}/use",
+    response_model=ManifestOut,
+    responses=problems(400, 403, 404, 413, 415),
+)
 def use(project: str, ref: str, body: UseIn, request: Request, who: Who) -> dict[str, Any]:
     store = request.app.state.store
     owner = store.runs.projects_of({body.run_id}).get(body.run_id)
@@ -134,7 +154,17 @@ def use(project: str, ref: str, body: UseIn, request: Request, who: Who) -> dict
     return doc
 
 
-@router.get("/artifacts/{project}/{ref}/files/{path:path}")
+@router.get(
+    "/artifacts/{project}/{ref}/files/{path:path}",
+    response_class=FileResponse,
+    responses={
+        **problems(403, 404),
+        200: {
+            "description": "The file's content; its sha256 in X-Sha256",
+            "content": {"application/octet-stream": BINARY},
+        },
+    },
+)
 def file(project: str, ref: str, path: str, request: Request, who: Who) -> FileResponse:
     who.check_read(project)
     store = request.app.state.store

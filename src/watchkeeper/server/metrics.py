@@ -80,6 +80,7 @@ from fastapi.responses import Response
 
 from watchkeeper.profile import Profile, Usage
 from watchkeeper.server.auth import Principal, principal
+from watchkeeper.server.schema import problems
 from watchkeeper.store.schema import profiles, projects
 
 if TYPE_CHECKING:
@@ -124,7 +125,17 @@ FAMILIES: dict[str, tuple[str, str]] = {
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        **problems(401, 503),
+        200: {
+            "description": "The text exposition format 0.0.4",
+            "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+        },
+    },
+)
 def metrics(request: Request, who: Annotated[Principal, Depends(principal)]) -> Response:
     """The exposition of every project the caller may read."""
     totals: TrafficTotals = request.app.state.traffic_totals

@@ -24,12 +24,25 @@ from pydantic import Field
 
 from watchkeeper.profile import Profile
 from watchkeeper.server.auth import Principal, principal
+from watchkeeper.server.schema import (
+    BINARY,
+    AlertsOut,
+    MergedProfileOut,
+    ProjectsOut,
+    ReferencesOut,
+    RunDetailOut,
+    RunsOut,
+    SamplesOut,
+    SeriesNamesOut,
+    SignalsOut,
+    problems,
+)
 from watchkeeper.store import RunInfo, Store, codec
 from watchkeeper.store.runs import STATUSES
 from watchkeeper.store.samples import SCAN_LIMIT
 from watchkeeper.store.schema import alert_rules, alert_states, projects, runs
 
-router = APIRouter(prefix="/api/v1", tags=["query"])
+router = APIRouter(prefix="/api/v1", tags=["query"], responses=problems(401, 503))
 
 Who = Annotated[Principal, Depends(principal)]
 Time = Annotated[
@@ -127,7 +140,7 @@ def _run(info: RunInfo) -> dict[str, Any]:
 # -- projects and runs ---------------------------------------------------------------------------------------
 
 
-@router.get("/projects")
+@router.get("/projects", response_model=ProjectsOut)
 def list_projects(request: Request, who: Who) -> dict[str, Any]:
     """The projects the caller may read, by name, with their run counts."""
     count = (
@@ -144,7 +157,7 @@ def list_projects(request: Request, who: Who) -> dict[str, Any]:
     return {"projects": [{"name": r[0], "created_at": r[1], "runs": r[2]} for r in rows]}
 
 
-@router.get("/runs")
+@router.get("/runs", response_model=RunsOut, responses=problems(403))
 def list_runs(
     request: Request,
     who: Who,
@@ -169,7 +182,7 @@ def list_runs(
     return {"runs": [_run(r) for r in found[:limit]], "truncated": len(found) > limit, "limit": limit}
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", response_model=RunDetailOut, responses=problems(403, 404))
 def get_run(run_id: str, request: Request, who: Who) -> dict[str, Any]:
     """One run with what ``watchkeeper runs show`` prints: its fields, config and summary, the last value
     of every logged key, its tables, the reference profiles it logged and its artifacts."""
@@ -230,7 +243,7 @@ def _series_scope(
     return {"project": project, "subject": subject}
 
 
-@router.get("/signals")
+@router.get("/signals", response_model=SignalsOut, responses=problems(403, 404))
 def signals(
     request: Request,
     who: Who,
@@ -293,7 +306,7 @@ def signals(
     return out
 
 
-@router.get("/signals/names")
+@router.get("/signals/names", response_model=SeriesNamesOut, responses=problems(403, 404))
 def signal_names(
     request: Request,
     who: Who,
@@ -324,7 +337,17 @@ def signal_names(
 # -- profiles ------------------------------------------------------------------------------------------------
 
 
-@router.get("/profiles/merged", response_model=None)
+@router.get(
+    "/profiles/merged",
+    response_model=MergedProfileOut,
+    responses={
+        **problems(403),
+        200: {
+            "description": "A JSON summary, or with format=binary the merged profile's bytes",
+            "content": {"application/octet-stream": BINARY},
+        },
+    },
+)
 def merged_profile(
     request: Request,
     who: Who,
@@ -385,7 +408,7 @@ def merged_profile(
     }
 
 
-@router.get("/profiles/references")
+@router.get("/profiles/references", response_model=ReferencesOut, responses=problems(403))
 def references(
     request: Request, who: Who, project: str | None = None, model: str | None = None
 ) -> dict[str, Any]:
@@ -414,7 +437,7 @@ def references(
 # -- samples -------------------------------------------------------------------------------------------------
 
 
-@router.get("/samples")
+@router.get("/samples", response_model=SamplesOut, responses=problems(403, 404))
 def samples(
     request: Request,
     who: Who,
@@ -484,7 +507,7 @@ def samples(
 # -- alerts --------------------------------------------------------------------------------------------------
 
 
-@router.get("/alerts")
+@router.get("/alerts", response_model=AlertsOut, responses=problems(403))
 def alerts(
     request: Request,
     who: Who,
@@ -539,3 +562,34 @@ def alerts(
             }
         )
     return {"alerts": out}
+
+
+# -- a reference profile's bytes -----------------------------------------------------------------------------
+
+
+@router.get(
+    "/profiles/reference",
+    response_class=Response,
+    responses={
+        **problems(403, 404),
+        200: {"description": "The profile's bytes", "content": {"application/octet-stream": BINARY}},
+    },
+)
+def reference_profile(
+    request: Request,
+    who: Who,
+    project: str,
+    model: str,
+    version: str,
+    name: str = "train",
+) -> Response:
+    """The bytes of the reference profile ``name`` of a model version (read with ``Profile.from_bytes``),
+    what ``wk.load_reference`` returns; 404 when there is none."""
+    who.check_read(project)
+    try:
+        stored = _store(request).profiles.reference(project, model, version, name)
+    except KeyError as exc:
+        raise HTTPException(404, exc.args[0]) from exc
+    return Response(
+        stored.data, media_type="application/octet-stream", headers={"X-Watchkeeper-Rows": str(stored.rows)}
+    )

@@ -1,7 +1,15 @@
-"""The ingest route's request schema: the JSON form of a Batch (see :mod:`watchkeeper.store.wire`), validated
-whole before anything is written, so a bad batch gets a 422 naming the field and leaves the store untouched.
+"""The server's wire schemas, published in its OpenAPI document: the ingest request, the answers of the query
+and artifact routes, and the error bodies every route can answer with.
 
-Pydantic models published in the OpenAPI schema; ``IngestBatch.to_batch()`` gives the store's Batch.
+The ingest request is the JSON form of a Batch (see :mod:`watchkeeper.store.wire`), validated whole before
+anything is written, so a bad batch gets a 422 naming the field and leaves the store untouched; the bounds
+here are the store's (column lengths and integer widths, no NUL character, which PostgreSQL cannot hold in
+text), so what validates here is also what every backend can store. ``IngestBatch.to_batch()`` gives the
+store's Batch.
+
+Errors: 422 answers ``{"detail": [{"field": ..., "message": ...}]}`` (:class:`ValidationProblem`; a check
+against the store's contents may answer one message that starts with the field); every other 4xx and 503
+answers ``{"detail": "message"}`` (:class:`Problem`). :func:`problems` declares them on a route.
 """
 
 from __future__ import annotations
@@ -11,16 +19,32 @@ import binascii
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from watchkeeper.store import Batch, wire
+from watchkeeper.store.schema import series
+from watchkeeper.store.signals import labels_key
 
-Name = Annotated[str, Field(min_length=1, max_length=128)]
-Subject = Annotated[str, Field(min_length=1, max_length=320)]
-RunId = Annotated[str, Field(min_length=1, max_length=64)]
-Key = Annotated[str, Field(min_length=1, max_length=256)]
+
+def no_nul(value: str) -> str:
+    """Text without U+0000: PostgreSQL refuses it in text columns, so no backend gets it."""
+    if "\x00" in value:
+        raise ValueError(f"contains a NUL character (U+0000) at offset {value.index(chr(0))}; text may not")
+    return value
+
+
+Text = Annotated[str, AfterValidator(no_nul)]
+Name = Annotated[Text, Field(min_length=1, max_length=128)]
+Subject = Annotated[Text, Field(min_length=1, max_length=320)]
+RunId = Annotated[Text, Field(min_length=1, max_length=64)]
+Key = Annotated[Text, Field(min_length=1, max_length=256)]
 Time = Annotated[float, Field(allow_inf_nan=False)]
 Value = float | None  # null is NaN; "inf" and "-inf" parse as the infinities
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]  # an INTEGER column
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # a BIGINT column
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+MAX_LABELS_KEY: int = series.c.labels_key.type.length
+"""The most characters a label set may take as ``k=v`` pairs (the store's ``labels_key`` column)."""
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -42,17 +66,17 @@ def _same_lengths(record: BaseModel, names: tuple[str, ...]) -> None:
 class RunStartIn(_Record):
     id: RunId
     project: Name
-    name: Annotated[str, Field(min_length=1, max_length=256)]
+    name: Annotated[Text, Field(min_length=1, max_length=256)]
     created_at: Time
-    job_type: Annotated[str, Field(max_length=64)] | None = None
-    group: Annotated[str, Field(max_length=256)] | None = None
-    notes: str | None = None
+    job_type: Annotated[Text, Field(max_length=64)] | None = None
+    group: Annotated[Text, Field(max_length=256)] | None = None
+    notes: Text | None = None
     tags: list[str] = []
     config: dict[str, Any] = {}
-    model: Annotated[str, Field(max_length=256)] | None = None
-    version: Annotated[str, Field(max_length=128)] | None = None
-    host: Annotated[str, Field(max_length=256)] | None = None
-    pid: int | None = None
+    model: Annotated[Text, Field(max_length=256)] | None = None
+    version: Annotated[Text, Field(max_length=128)] | None = None
+    host: Annotated[Text, Field(max_length=256)] | None = None
+    pid: Int32 | None = None
 
 
 class RunUpdateIn(_Record):
@@ -62,22 +86,30 @@ class RunUpdateIn(_Record):
     config: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
     tags: list[str] | None = None
-    notes: str | None = None
+    notes: Text | None = None
     ended_at: Time | None = None
-    exit_code: int | None = None
-    error: str | None = None
-    last_step: int | None = None
+    exit_code: Int32 | None = None
+    error: Text | None = None
+    last_step: Int64 | None = None
 
 
 class PointsIn(_Record):
     project: Name
     subject: Subject
     name: list[Key]
-    step: list[int | None]
+    step: list[Int64 | None]
     t: list[Time]
     value: list[Value]
     run_id: RunId | None = None
-    labels: dict[str, str] = {}
+    labels: dict[Text, Text] = {}
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        size = len(labels_key(v))
+        if size > MAX_LABELS_KEY:
+            raise ValueError(f"the labels take {size} characters as k=v pairs, at most {MAX_LABELS_KEY}")
+        return v
 
     @model_validator(mode="after")
     def _lengths(self) -> PointsIn:
@@ -91,13 +123,13 @@ class SampleRowsIn(_Record):
     t: Time
     rows: list[dict[str, Any]]
     run_id: RunId | None = None
-    step: int | None = None
+    step: Int64 | None = None
 
 
 class ArtifactFileIn(_Record):
-    path: Annotated[str, Field(min_length=1, max_length=1024)]
+    path: Annotated[Text, Field(min_length=1, max_length=1024)]
     digest: str
-    size: Annotated[int, Field(ge=0)]
+    size: Count
 
     @field_validator("digest")
     @classmethod
@@ -109,12 +141,24 @@ class ArtifactFileIn(_Record):
 
 class ArtifactLogIn(_Record):
     project: Name
-    name: Annotated[str, Field(min_length=1, max_length=256)]
-    type: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[Text, Field(min_length=1, max_length=256)]
+    type: Annotated[Text, Field(min_length=1, max_length=64)]
     files: list[ArtifactFileIn]
     run_id: RunId | None = None
     metadata: dict[str, Any] = {}
     t: Time = 0.0
+
+    @field_validator("files")
+    @classmethod
+    def _paths(cls, v: list[ArtifactFileIn]) -> list[ArtifactFileIn]:
+        seen: set[str] = set()
+        for f in v:
+            if f.path in seen:
+                raise ValueError(f"the path {f.path[:200]!r} appears more than once")
+            seen.add(f.path)
+        if sum(f.size for f in v) > 2**63 - 1:
+            raise ValueError("the sizes add up to more than 2**63 - 1 bytes, the most the store holds")
+        return v
 
 
 class ProfileLogIn(_Record):
@@ -123,11 +167,18 @@ class ProfileLogIn(_Record):
     kind: Literal["window", "reference", "rollup"]
     window_start: Time
     window_end: Time
-    rows: Annotated[int, Field(ge=0)]
+    rows: Count
     data: str = Field(description="The profile's bytes (Profile.to_bytes()), base64")
-    format_version: Annotated[int, Field(ge=1)] = 1
+    format_version: Annotated[int, Field(ge=1, le=2**15 - 1)] = 1
     run_id: RunId | None = None
-    reference: tuple[str, str, str] | None = Field(default=None, description="(model, version, name)")
+    reference: (
+        tuple[
+            Annotated[Text, Field(max_length=256)],
+            Annotated[Text, Field(max_length=128)],
+            Annotated[Text, Field(max_length=128)],
+        ]
+        | None
+    ) = Field(default=None, description="(model, version, name)")
 
     @field_validator("data")
     @classmethod
@@ -213,3 +264,321 @@ class IngestBatch(_Record):
 class IngestResult(BaseModel):
     id: str
     applied: bool = Field(description="False when this batch id had been applied before (a resend)")
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(
+        description='The input at fault: "points[0].t" in a body, "query.start", "path.run_id"'
+    )
+    message: str = Field(description="What was wrong, and what was expected")
+
+
+class ValidationProblem(BaseModel):
+    """The body of a 422."""
+
+    detail: list[FieldProblem] | str = Field(
+        description="The fields at fault; a check against the store's contents (an unknown run, say) may "
+        "answer one message that starts with the field instead"
+    )
+
+
+class Problem(BaseModel):
+    """The body of every other 4xx, and of a 503."""
+
+    detail: str
+
+
+_PROBLEMS = {
+    400: "The body cannot be read (damaged gzip or deflate), or a digest that is not a sha256",
+    401: "No bearer token, or an unknown or revoked one",
+    403: "The token may not read, or write, that project",
+    404: "No such run, artifact or file",
+    413: "The body is over the server's limit (counted after decompression)",
+    415: "A Content-Encoding other than gzip, deflate or identity",
+    422: "Input that does not validate, with the fields at fault",
+    503: "The store cannot be reached; retry later",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries of a route for the error codes it can answer with."""
+    return {
+        code: {"model": ValidationProblem if code == 422 else Problem, "description": _PROBLEMS[code]}
+        for code in codes
+    }
+
+
+# -- answers of the query and artifact routes ----------------------------------------------------------------
+
+Num = Annotated[
+    Literal["inf", "-inf"] | float | None,
+    Field(description="A float; NaN is null and the infinities are the strings inf and -inf"),
+]
+
+
+class _Answer(BaseModel):
+    # a key the handler adds but the model lacks is an error in the tests, not a silently dropped field
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthOut(_Answer):
+    status: Literal["ok"]
+    version: str
+
+
+class ProjectOut(_Answer):
+    name: str
+    created_at: float
+    runs: int
+
+
+class ProjectsOut(_Answer):
+    projects: list[ProjectOut]
+
+
+class RunOut(_Answer):
+    id: str
+    project: str
+    name: str
+    status: str
+    job_type: str | None
+    group: str | None
+    tags: list[str]
+    notes: str | None
+    model: str | None
+    version: str | None
+    created_at: float
+    heartbeat_at: float
+    ended_at: float | None
+    duration: float
+    exit_code: int | None
+    error: str | None
+    last_step: int | None
+    host: str | None
+    pid: int | None
+    config: dict[str, Any] = Field(description='As stored: non-finite floats tagged {"$float": "nan"}')
+    summary: dict[str, Any]
+
+
+class RunsOut(_Answer):
+    runs: list[RunOut]
+    truncated: bool
+    limit: int
+
+
+class SeriesLastOut(_Answer):
+    name: str
+    step: int | None
+    t: float
+    last: Num
+    count: int
+    min: Num
+    max: Num
+
+
+class TableOut(_Answer):
+    key: str
+    step: int | None
+    rows: int
+
+
+class RunReferenceOut(_Answer):
+    model: str
+    version: str
+    name: str
+    rows: int
+    created_at: float
+
+
+class ArtifactVersionOut(_Answer):
+    project: str
+    name: str
+    version: int
+    ref: str
+    type: str
+    digest: str = Field(description="The sha256 of the version's manifest")
+    size: int
+    file_count: int
+    created_by: str | None
+    created_at: float
+    metadata: dict[str, Any]
+
+
+class RunArtifactOut(_Answer):
+    ref: str
+    name: str
+    version: int
+    type: str
+    digest: str
+    size: int
+    file_count: int
+    created_by: str | None
+    created_at: float
+    metadata: dict[str, Any]
+
+
+class RunDetailOut(RunOut):
+    series: list[SeriesLastOut] = Field(description="The last value of every logged key")
+    tables: list[TableOut]
+    references: list[RunReferenceOut]
+    artifacts: list[RunArtifactOut]
+
+
+class _SeriesId(_Answer):
+    subject: str
+    run_id: str | None
+    labels: dict[str, str]
+
+
+class PointsOut(_SeriesId):
+    """Raw points, oldest first."""
+
+    t: list[float]
+    step: list[int | None]
+    value: list[Num]
+    truncated: bool
+
+
+class BucketsOut(_SeriesId):
+    """One entry per non-empty bucket: its start, the point and NaN counts, and the statistics."""
+
+    t: list[float]
+    count: list[int]
+    nan: list[int]
+    mean: list[Num]
+    min: list[Num]
+    max: list[Num]
+    last: list[Num]
+
+
+class SignalsOut(_Answer):
+    name: str
+    start: float | None
+    end: float | None
+    bucket: float | None
+    limit: int | None
+    truncated: bool
+    series: list[PointsOut | BucketsOut]
+
+
+class SeriesNameOut(_Answer):
+    name: str
+    labels: dict[str, str]
+    subject: str
+    run_id: str | None
+    count: int | None
+    t: float | None
+    step: int | None
+    last: Num
+
+
+class SeriesNamesOut(_Answer):
+    series: list[SeriesNameOut]
+
+
+class LatencyQuantilesOut(_Answer):
+    q: list[float]
+    calls: list[Num] | None = Field(description="Milliseconds, one per q")
+    http: list[Num] | None
+    endpoints: dict[str, list[Num]]
+    stages: dict[str, list[Num]]
+
+
+class MergedProfileOut(_Answer):
+    project: str
+    subject: str
+    start: float | None
+    end: float | None
+    windows: int
+    rows: int
+    runs: list[str]
+    window_start: float | None
+    window_end: float | None
+    columns: dict[str, dict[str, Any]] = Field(description="Per column: its role and its statistics")
+    traffic: dict[str, Any] | None
+    latency_quantiles: LatencyQuantilesOut
+
+
+class ReferenceOut(_Answer):
+    project: str
+    model: str
+    version: str
+    name: str
+    profile_id: int
+    rows: int
+    run_id: str | None
+    created_at: float
+
+
+class ReferencesOut(_Answer):
+    references: list[ReferenceOut]
+
+
+class SampleOut(_Answer):
+    sample_id: int
+    run_id: str | None
+    key: str
+    endpoint: str | None
+    step: int | None
+    t: float
+    data: dict[str, Any]
+
+
+class SamplesOut(_Answer):
+    rows: list[SampleOut]
+    limit: int
+    truncated: bool
+    filtered_in_python: list[str]
+    scanned: int | None
+    scan_limit: int | None
+    scan_limited: bool
+
+
+class AlertRuleOut(_Answer):
+    id: int
+    name: str
+    project: str | None
+    enabled: bool
+    spec: dict[str, Any]
+
+
+class AlertOut(_Answer):
+    rule: AlertRuleOut
+    labels: dict[str, Any]
+    state: str
+    active_at: float | None
+    fired_at: float | None
+    resolved_at: float | None
+    last_value: Num
+    last_notified_at: float | None
+
+
+class AlertsOut(_Answer):
+    alerts: list[AlertOut]
+
+
+class VersionsOut(_Answer):
+    versions: list[ArtifactVersionOut]
+
+
+class ManifestFileOut(_Answer):
+    path: str
+    digest: str
+    size: int
+
+
+class ManifestOut(_Answer):
+    version: ArtifactVersionOut
+    files: list[ManifestFileOut]
+
+
+class BlobOut(_Answer):
+    digest: str
+    size: int
+
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+"""The OpenAPI content entry of a raw-bytes body."""

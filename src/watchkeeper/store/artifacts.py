@@ -163,13 +163,14 @@ def write_artifacts(store: Store, conn: sa.Connection, logs: list[ArtifactLog]) 
                 )
                 .returning(artifacts.c.id)
             ).scalar_one()
-            conn.execute(
-                artifact_files.insert(),
-                [
-                    {"artifact_id": artifact_id, "path": f.path, "digest": f.digest, "size": f.size}
-                    for f in log.files
-                ],
-            )
+            if log.files:  # an empty list would insert one row of NULLs
+                conn.execute(
+                    artifact_files.insert(),
+                    [
+                        {"artifact_id": artifact_id, "path": f.path, "digest": f.digest, "size": f.size}
+                        for f in log.files
+                    ],
+                )
         if log.run_id is not None:
             conn.execute(
                 insert_ignore(conn.dialect, run_artifacts),

@@ -346,7 +346,15 @@ class Signals:
                 .group_by(points.c.series_id)
             ).all()
             for sid, lo, hi in spans:
-                n = math.floor(hi / width) - math.floor(lo / width) + 1
+                first, last = lo / width, hi / width
+                if not (abs(first) < 2**53 and abs(last) < 2**53):
+                    # past 2**53 a float no longer tells neighbouring bucket numbers apart (and past 2**63,
+                    # or at infinity, they overflow the integer they are computed as)
+                    raise ValueError(
+                        f"bucket: {width:g} s buckets are too narrow for series {sid}'s points at "
+                        f"t={max(abs(lo), abs(hi)):g}: the bucket number t / bucket would be past 2**53"
+                    )
+                n = math.floor(last) - math.floor(first) + 1
                 if n > max_buckets:
                     raise ValueError(
                         f"bucket: {width:g} s buckets over series {sid}'s points from t={lo:g} to t={hi:g} "

@@ -37,6 +37,7 @@ from watchkeeper.store.schema import ingest_batches, projects, series
 from watchkeeper.store.signals import Signals, labels_key, write_points
 from watchkeeper.store.tokens import Tokens
 
+_FOUND_IDS = "watchkeeper_found_ids"
 KEEP_BATCH_IDS = 7 * 86400.0
 """Seconds a batch id is remembered: a resend after longer than this would be applied again."""
 PRUNE_BATCH_IDS_EVERY = 1000
@@ -62,6 +63,8 @@ class Store:
     ) -> None:
         self.uri = uri or default_uri()
         self.engine = create_engine(self.uri)
+        # what messages name: they reach clients of the server (a 422 or 503 body), so never the password
+        self.display_uri = self.engine.url.render_as_string(hide_password=True)
         try:
             migrate.check(self.engine, self.uri, create=create)
         except WatchkeeperError:
@@ -69,7 +72,7 @@ class Store:
             raise
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
-            raise StoreError(f"cannot open the store at {self.uri}: {exc}") from exc
+            raise StoreError(f"cannot open the store at {self.display_uri}: {exc}") from exc
         self.blobs = BlobStore(artifact_root or default_artifact_root(self.uri))
         self.runs = Runs(self)
         self.signals = Signals(self)
@@ -123,62 +126,89 @@ class Store:
             label_rows = check_labels(batch.labels)
         except (TypeError, ValueError) as exc:
             raise StoreError(
-                f"writing batch {batch.id} to {self.uri} failed: {exc}", transient=False
+                f"writing batch {batch.id} to {self.display_uri} failed: {exc}", transient=False
             ) from exc
         for digest, data in batch.blobs.items():
             self.blobs.put_bytes(data, digest)
+        found: dict[tuple, int] = {}  # ids this transaction created or read: cached once it has committed
         try:
             with self.begin_write() as conn:
-                # one row with RETURNING: rowcount after executemany is not reliable on every driver
-                inserted = conn.execute(
-                    insert_ignore(conn.dialect, ingest_batches)
-                    .values(id=batch.id, received_at=time.time())
-                    .returning(ingest_batches.c.id)
-                ).first()
-                if inserted is None:
-                    return WriteResult(applied=False)
-                self._writes += 1
-                if self._writes % PRUNE_BATCH_IDS_EVERY == 0:
-                    conn.execute(
-                        ingest_batches.delete().where(
-                            ingest_batches.c.received_at < time.time() - KEEP_BATCH_IDS
-                        )
-                    )
-                if batch.runs:
-                    write_starts(self, conn, batch.runs)
-                if batch.run_updates:
-                    write_updates(conn, batch.run_updates)
-                if batch.points:
-                    write_points(self, conn, batch.points)
-                if batch.samples:
-                    write_samples(self, conn, batch.samples)
-                versions = write_artifacts(self, conn, batch.artifacts) if batch.artifacts else []
-                if batch.profiles:
-                    write_profiles(self, conn, batch.profiles)
-                if prediction_rows:
-                    write_predictions(self, conn, prediction_rows)
-                if label_rows:
-                    write_labels(self, conn, label_rows)
-        except sa.exc.SQLAlchemyError as exc:
-            # ids cached during a rolled-back transaction may not exist
+                conn.info[_FOUND_IDS] = found
+                try:
+                    applied = self._apply(conn, batch, prediction_rows, label_rows)
+                finally:
+                    conn.info.pop(_FOUND_IDS, None)
+            if found:
+                with self._cache_lock:
+                    for key, value in found.items():
+                        if key[0] == "project":
+                            self._project_ids[key[1]] = value
+                        else:
+                            self._series_ids[key[1:]] = value
+            return applied
+        except BaseException as exc:
+            # ids cached during a rolled-back transaction may not exist, whatever rolled it back (a driver's
+            # OverflowError for an integer too wide for SQLite is not an SQLAlchemyError)
             with self._cache_lock:
                 self._project_ids.clear()
                 self._series_ids.clear()
+            if not isinstance(exc, sa.exc.SQLAlchemyError):
+                raise
             transient = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
             raise StoreError(
-                f"writing batch {batch.id} to {self.uri} failed: {exc}", transient=transient
+                f"writing batch {batch.id} to {self.display_uri} failed: {exc}", transient=transient
             ) from exc
+
+    def _apply(
+        self, conn: sa.Connection, batch: Batch, prediction_rows: list, label_rows: list
+    ) -> WriteResult:
+        # one row with RETURNING: rowcount after executemany is not reliable on every driver
+        inserted = conn.execute(
+            insert_ignore(conn.dialect, ingest_batches)
+            .values(id=batch.id, received_at=time.time())
+            .returning(ingest_batches.c.id)
+        ).first()
+        if inserted is None:
+            return WriteResult(applied=False)
+        self._writes += 1
+        if self._writes % PRUNE_BATCH_IDS_EVERY == 0:
+            old = time.time() - KEEP_BATCH_IDS
+            conn.execute(ingest_batches.delete().where(ingest_batches.c.received_at < old))
+        if batch.runs:
+            write_starts(self, conn, batch.runs)
+        if batch.run_updates:
+            write_updates(conn, batch.run_updates)
+        if batch.points:
+            write_points(self, conn, batch.points)
+        if batch.samples:
+            write_samples(self, conn, batch.samples)
+        versions = write_artifacts(self, conn, batch.artifacts) if batch.artifacts else []
+        if batch.profiles:
+            write_profiles(self, conn, batch.profiles)
+        if prediction_rows:
+            write_predictions(self, conn, prediction_rows)
+        if label_rows:
+            write_labels(self, conn, label_rows)
         return WriteResult(applied=True, artifacts=versions)
 
     # -- ids, created on first sight and cached --------------------------------------------------------------
 
+    # Only ids of committed rows go into the shared caches: an id read inside a transaction that has not
+    # committed yet is kept in the transaction's own ``found`` dict (``conn.info``) and cached by ``write``
+    # after the commit. Another thread's write must not see it earlier: on PostgreSQL its insert would
+    # reference a row that is not committed and fail the foreign key.
+
     def project_id(self, conn: sa.Connection, name: str) -> int:
         pid = self._project_ids.get(name)
-        if pid is None:
-            conn.execute(insert_ignore(conn.dialect, projects), [{"name": name, "created_at": time.time()}])
-            pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar_one()
-            with self._cache_lock:
-                self._project_ids[name] = pid
+        if pid is not None:
+            return pid
+        found = conn.info.get(_FOUND_IDS)
+        if found is not None and ("project", name) in found:
+            return found[("project", name)]
+        conn.execute(insert_ignore(conn.dialect, projects), [{"name": name, "created_at": time.time()}])
+        pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == name)).scalar_one()
+        if found is not None:
+            found[("project", name)] = pid
         return pid
 
     def series_ids(
@@ -193,10 +223,14 @@ class Store:
         project_id = self.project_id(conn, project)
         lkey = labels_key(labels)
         cache = self._series_ids
+        found = conn.info.get(_FOUND_IDS)
         out = {}
         missing = []
         for name in names:
-            sid = cache.get((project_id, subject, name, lkey))
+            key = (project_id, subject, name, lkey)
+            sid = cache.get(key)
+            if sid is None and found is not None:
+                sid = found.get(("series", *key))
             if sid is None:
                 missing.append(name)
             else:
@@ -224,8 +258,8 @@ class Store:
                     series.c.name.in_(missing),
                 )
             ).all()
-            with self._cache_lock:
-                for name, sid in rows:
-                    cache[(project_id, subject, name, lkey)] = sid
-                    out[name] = sid
+            for name, sid in rows:
+                out[name] = sid
+                if found is not None:
+                    found[("series", project_id, subject, name, lkey)] = sid
         return out

@@ -165,7 +165,7 @@ class Tokens:
                         continue
                     conn.execute(tokens.insert().values(row))
             except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(f"creating a token in {self._store.uri} failed: {exc}") from exc
+                raise StoreError(f"creating a token in {self._store.display_uri} failed: {exc}") from exc
             del row["digest"]
             return TokenInfo(**row), token
         raise StoreError("creating a token failed: no free token id after 5 tries")
@@ -187,7 +187,7 @@ class Tokens:
                 with self._store.connect() as conn:
                     row = conn.execute(sa.select(tokens).where(tokens.c.id == tid)).first()
             except sa.exc.SQLAlchemyError as exc:
-                raise StoreError(f"checking a token in {self._store.uri} failed: {exc}") from exc
+                raise StoreError(f"checking a token in {self._store.display_uri} failed: {exc}") from exc
             if row is None or row.revoked_at is not None or not hmac.compare_digest(row.digest, want):
                 return None
             info = _info(row)
@@ -237,7 +237,8 @@ class Tokens:
                     .returning(tokens.c.id)
                 ).first()
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"revoking token {tid!r:.40} in {self._store.uri} failed: {exc}") from exc
+            where = self._store.display_uri
+            raise StoreError(f"revoking token {tid!r:.40} in {where} failed: {exc}") from exc
         with self._lock:
             self._cache.pop(tid, None)
         return done is not None
