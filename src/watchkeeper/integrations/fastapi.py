@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from time import perf_counter_ns
 from typing import Any
 
+from watchkeeper.sdk import api as _api
 from watchkeeper.sdk.watcher import _current_call
 
 Scope = MutableMapping[str, Any]
@@ -51,9 +52,7 @@ class Middleware:
     def _watcher(self) -> Any:
         run = self.run
         if run is None:
-            from watchkeeper.sdk.api import current_run
-
-            run = current_run()
+            run = _api.current_run()
         return run._watch_target() if run is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,12 +82,5 @@ class Middleware:
         finally:
             t1 = perf_counter_ns()
             _current_call.reset(token)
-            watcher.record_http(t0, t1, scope.get("method", "GET"), _route(scope), status, error)
-
-
-def _route(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path_format", None) or getattr(route, "path", None)
-    if not isinstance(path, str):
-        return "unmatched"
-    return path
+            # the route object, read into its template by the aggregator, off the request path
+            watcher.record_http(t0, t1, scope.get("method", "GET"), scope.get("route"), status, error)

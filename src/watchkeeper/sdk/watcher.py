@@ -367,9 +367,10 @@ class Watcher:
         return watched
 
     def record_http(
-        self, t0: int, t1: int, method: str, route: str, status: int, exc: BaseException | None
+        self, t0: int, t1: int, method: str, route: Any, status: int, exc: BaseException | None
     ) -> None:
-        """One HTTP request, from the ASGI middleware."""
+        """One HTTP request, from the ASGI middleware; ``route`` is its path template, or the framework's
+        route object (read into its template here, off the request path), or None when no route matched."""
         self._put((_HTTP, t0, t1, exc, method, route, status))
 
     def log_usage(self, model: str, input_tokens: int, output_tokens: int, cost: float | None) -> None:
@@ -464,6 +465,8 @@ class Watcher:
                         self._calls(win, spec, group[j : j + CHUNK], offset_ns, stage_times)
         requests: dict[tuple[int, str], tuple[list[float], list[str | None], list[int]]] = {}
         for _, t0, t1, exc, method, route, status in http:
+            if not isinstance(route, str):
+                route = _route_template(route)
             key = (math.floor((t1 + offset_ns) / width_ns), f"{method} {route}")
             seconds, errors, statuses = requests.setdefault(key, ([], [], []))
             seconds.append((t1 - t0) / 1e9)
@@ -838,6 +841,12 @@ def _as_mapping(row: Any) -> Any:
         except (TypeError, ValueError):
             return row
     return row
+
+
+def _route_template(route: Any) -> str:
+    """An ASGI route object's path template (see watchkeeper.integrations.fastapi), ``unmatched`` if none."""
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
 
 def _kept(rid: str, rate: float) -> bool:
