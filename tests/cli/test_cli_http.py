@@ -8,9 +8,8 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import socket
-import threading
-import time
+import runpy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +24,6 @@ uvicorn = pytest.importorskip("uvicorn", reason="the server needs uvicorn (the d
 
 from watchkeeper.cli import app  # noqa: E402
 from watchkeeper.client import Client  # noqa: E402
-from watchkeeper.server import create_app  # noqa: E402
 from watchkeeper.server.auth import token_verifier  # noqa: E402
 
 runner = CliRunner(env={"COLUMNS": "200", "WATCHKEEPER_TOKEN": None, "WATCHKEEPER_URI": None})
@@ -35,37 +33,8 @@ def _plain(text: str) -> str:
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A watchkeeper server on 127.0.0.1 in a thread of this process, over ``store`` (as in
-    tests/sdk/test_http.py)."""
-
-    def __init__(self, store: Store, **app_options) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(store, **app_options), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the test server on port {self.port} did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+Server, _free_port = _servers["Server"], _servers["free_port"]
 
 
 class Deployment:

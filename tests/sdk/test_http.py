@@ -12,8 +12,7 @@ import json
 import logging
 import math
 import os
-import socket
-import threading
+import runpy
 import time
 from pathlib import Path
 
@@ -31,41 +30,10 @@ pytest.importorskip("fastapi", reason="the server needs fastapi (the dev extra)"
 uvicorn = pytest.importorskip("uvicorn", reason="the server needs uvicorn (the dev extra)")
 
 from watchkeeper.sdk.http import HttpTransport, default_spool_dir  # noqa: E402
-from watchkeeper.server import create_app  # noqa: E402
 from watchkeeper.server.auth import Principal  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A watchkeeper server on 127.0.0.1 in a thread of this process, over ``store``."""
-
-    def __init__(self, store: Store, port: int | None = None, **app_options) -> None:
-        self.store = store
-        self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(store, **app_options), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the test server on port {self.port} did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+Server, _free_port = _servers["Server"], _servers["free_port"]
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
+import runpy
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -301,10 +302,8 @@ def test_server_builds_the_app_its_options_ask_for(sqlite_uri, monkeypatch):
 # -- end to end: the real command, a real port ------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+_free_port = _servers["free_port"]
 
 
 def test_the_server_command_serves_a_token_holder(sqlite_uri, tmp_path):

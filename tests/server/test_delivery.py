@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import runpy
 import signal
 import socket
 import struct
@@ -34,7 +35,6 @@ httpx = pytest.importorskip("httpx", reason="the HTTP transport needs httpx (the
 pytest.importorskip("fastapi", reason="the server needs fastapi (the dev extra)")
 uvicorn = pytest.importorskip("uvicorn", reason="the server needs uvicorn (the dev extra)")
 
-from watchkeeper.server import create_app  # noqa: E402
 
 SERVER = """
 import sys
@@ -69,10 +69,8 @@ with open(out, "w") as f:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+Server, _free_port = _servers["Server"], _servers["free_port"]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
@@ -258,12 +256,8 @@ def test_network_stop_for_60_seconds_loses_nothing(sqlite_uri, tmp_path, monkeyp
     monkeypatch.setenv("WATCHKEEPER_SPOOL_DIR", str(tmp_path / "spool"))
     monkeypatch.delenv("WATCHKEEPER_TOKEN", raising=False)
     store = Store(sqlite_uri, artifact_root=tmp_path / "artifacts")
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    servers = contextlib.ExitStack()
+    port = servers.enter_context(Server(store)).port
     proxy = None
     try:
         _wait_healthy(f"http://127.0.0.1:{port}")
@@ -300,8 +294,7 @@ def test_network_stop_for_60_seconds_loses_nothing(sqlite_uri, tmp_path, monkeyp
     finally:
         if proxy is not None:
             proxy.close()
-        server.should_exit = True
-        thread.join(10)
+        servers.close()
 
     assert proxy.turned_away["reset"] > 0 and proxy.turned_away["blackhole"] > 0
     assert "cannot be reached" in caplog.text and "can be reached again" in caplog.text

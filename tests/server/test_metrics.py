@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import math
 import re
+import runpy
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,31 +259,16 @@ def test_promtool_check_metrics_accepts_a_real_scrape(store):
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+Server, _free_port = _servers["Server"], _servers["free_port"]
 
 
 @contextmanager
 def _serve(app) -> Iterator[int]:
     """The app under uvicorn on 127.0.0.1 in a background thread; yields its port."""
-    uvicorn = pytest.importorskip("uvicorn", reason="the server needs the dev extra")
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    pytest.importorskip("uvicorn", reason="the server needs the dev extra")
+    with Server(app, lifespan="off") as server:
+        yield server.port
 
 
 @contextmanager

@@ -31,7 +31,7 @@ import contextlib
 import json
 import os
 import re
-import socket
+import runpy
 import subprocess
 import sys
 import threading
@@ -89,10 +89,8 @@ with open(out, "w") as f:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+_free_port = _servers["free_port"]
 
 
 def _command() -> list[str]:

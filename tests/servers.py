@@ -1,0 +1,61 @@
+"""Servers for the tests on 127.0.0.1: a free port, and the watchkeeper app (or any ASGI app) under uvicorn
+in a thread of the test process, started and always stopped.
+
+Loaded by path, as tests/browser.py explains (the tests run with ``--import-mode=importlib``)::
+
+    _servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+    Server, free_port = _servers["Server"], _servers["free_port"]
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+from watchkeeper.store import Store
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``create_app(store, **app_options)`` (or a ready ASGI app) under uvicorn on 127.0.0.1, in a thread;
+    a context manager that waits until it serves and stops it on exit."""
+
+    def __init__(
+        self, target: Store | Any, port: int | None = None, *, lifespan: str = "auto", **app_options: Any
+    ) -> None:
+        import uvicorn
+
+        if isinstance(target, Store):
+            from watchkeeper.server import create_app
+
+            self.store: Store | None = target
+            app = create_app(target, **app_options)
+        else:
+            self.store, app = None, target
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=lifespan)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._server.should_exit = True
+                raise RuntimeError(f"the test server on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
