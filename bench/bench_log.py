@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import anchor_python as harness_anchor_python
+from harness import wandb_offline_env
 
 BENCH_DIR = Path(__file__).resolve().parent
 ANCHOR_VENV = BENCH_DIR / ".venv-anchors"
@@ -187,20 +188,7 @@ def wk_throughput(steps: int, repeats: int) -> dict[str, Any]:
 def anchor_wandb(calls: int, warmup: int, repeats: int) -> dict[str, Any]:
     results = []
     with tempfile.TemporaryDirectory(prefix="wk-bench-wandb-") as tmp:
-        # before the import: wandb reads some of these when it is imported
-        os.environ.update(
-            WANDB_MODE="offline",
-            WANDB_SILENT="true",
-            WANDB_ERROR_REPORTING="false",
-            WANDB_DISABLE_GIT="true",
-            WANDB_DISABLE_CODE="true",
-            WANDB_CONSOLE="off",
-            WANDB_DIR=tmp,
-            WANDB_CONFIG_DIR=f"{tmp}/config",
-            WANDB_CACHE_DIR=f"{tmp}/cache",
-            WANDB_DATA_DIR=f"{tmp}/data",
-            WANDB_ARTIFACT_DIR=f"{tmp}/artifacts",
-        )
+        os.environ.update(wandb_offline_env(tmp))  # before the import: wandb reads some when imported
         import wandb
 
         for _ in range(repeats):

@@ -90,7 +90,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import JSON_MARK, anchor_python, run_json_worker, status_bytes
+from harness import JSON_MARK, anchor_python, run_json_worker, status_bytes, wandb_offline_env
 
 BENCH_DIR = Path(__file__).resolve().parent
 ANCHOR_VENV = BENCH_DIR / ".venv-anchors"
@@ -409,20 +409,7 @@ def wandb_worker(calls: int, warmup: int) -> dict[str, Any]:
     rows = feature_rows()
     logged = [{**rows[i % len(rows)], "score": 0.5} for i in range(warmup + calls)]
     with tempfile.TemporaryDirectory(prefix="wk-bench-wandb-") as tmp:
-        # before the import: wandb reads some of these when it is imported
-        os.environ.update(
-            WANDB_MODE="offline",
-            WANDB_SILENT="true",
-            WANDB_ERROR_REPORTING="false",
-            WANDB_DISABLE_GIT="true",
-            WANDB_DISABLE_CODE="true",
-            WANDB_CONSOLE="off",
-            WANDB_DIR=tmp,
-            WANDB_CONFIG_DIR=f"{tmp}/config",
-            WANDB_CACHE_DIR=f"{tmp}/cache",
-            WANDB_DATA_DIR=f"{tmp}/data",
-            WANDB_ARTIFACT_DIR=f"{tmp}/artifacts",
-        )
+        os.environ.update(wandb_offline_env(tmp))  # before the import: wandb reads some when imported
         import wandb
 
         run = wandb.init(mode="offline", project=PROJECT, dir=tmp)

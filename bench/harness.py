@@ -77,6 +77,24 @@ class PeakRSS:
             self.peak = status_bytes("VmHWM")
 
 
+def wandb_offline_env(tmp: str) -> dict[str, str]:
+    """The environment for wandb offline, quiet, with every file it writes under ``tmp`` (set it before
+    importing wandb: it reads some of these at import)."""
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_ERROR_REPORTING": "false",
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_DISABLE_CODE": "true",
+        "WANDB_CONSOLE": "off",
+        "WANDB_DIR": tmp,
+        "WANDB_CONFIG_DIR": f"{tmp}/config",
+        "WANDB_CACHE_DIR": f"{tmp}/cache",
+        "WANDB_DATA_DIR": f"{tmp}/data",
+        "WANDB_ARTIFACT_DIR": f"{tmp}/artifacts",
+    }
+
+
 def anchor_python(venv: Path, requirements: Path, probe: str, env: dict[str, str] | None = None) -> str:
     """``venv``'s interpreter, (re)creating the venv from ``requirements`` unless ``probe`` imports there."""
     py = venv / "bin" / "python"
