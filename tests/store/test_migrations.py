@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -12,10 +14,14 @@ from watchkeeper.store import Store, migrate
 from watchkeeper.store.engine import create_engine
 from watchkeeper.store.schema import metadata
 
+# the newest revision file in the migrations folder: the head every fresh store must reach
+VERSIONS = Path(migrate.__file__).parent / "migrations" / "versions"
+NEWEST = max(p.name.split("_", 1)[0] for p in VERSIONS.glob("[0-9]*_*.py"))
+
 
 def test_first_open_creates_the_schema_at_head(empty_uri):
     Store(empty_uri).close()
-    assert migrate.current(create_engine(empty_uri)) == migrate.head() == "0004"
+    assert migrate.current(create_engine(empty_uri)) == migrate.head() == NEWEST
 
 
 def test_migrations_build_exactly_the_schema_the_queries_use(empty_uri):
@@ -32,7 +38,7 @@ def test_an_old_schema_fails_with_the_upgrade_command_and_upgrades(empty_uri):
     with pytest.raises(SchemaOutdatedError) as info:
         Store(empty_uri)
     message = str(info.value)
-    assert "revision 0001" in message and "needs 0004" in message
+    assert "revision 0001" in message and f"needs {NEWEST}" in message
     assert "watchkeeper db upgrade --uri" in message
 
     from typer.testing import CliRunner
@@ -41,7 +47,7 @@ def test_an_old_schema_fails_with_the_upgrade_command_and_upgrades(empty_uri):
 
     result = CliRunner().invoke(app, ["db", "upgrade", "--uri", empty_uri])
     assert result.exit_code == 0, result.output
-    assert "0001 -> 0004" in result.output
+    assert f"0001 -> {NEWEST}" in result.output
     Store(empty_uri).close()  # opens now
 
 
@@ -74,7 +80,7 @@ def test_downgrade_then_upgrade_round_trips(sqlite_uri):
         conn.commit()
     assert sa.inspect(engine).get_table_names() == ["alembic_version"]
     migrate.upgrade(engine)
-    assert migrate.current(engine) == "0004"
+    assert migrate.current(engine) == NEWEST
 
 
 def test_sqlite_store_uses_wal(sqlite_uri):

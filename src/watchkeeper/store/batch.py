@@ -53,7 +53,10 @@ class RunUpdate:
 class Points:
     """Scalar points of one subject, column-wise: ``name[i]`` had ``value[i]`` at ``t[i]`` (and ``step[i]``).
 
-    ``labels`` apply to every point of the object. A NaN value is kept as NaN.
+    ``labels`` apply to every point of the object. A NaN value is kept as NaN. With ``replace``, points
+    already stored for the same series at the same times are deleted first: a monitor that recomputes a
+    window (more replicas' profiles arrived, labels came in) replaces its earlier values instead of adding
+    a second point at the same time.
     """
 
     project: str
@@ -64,6 +67,7 @@ class Points:
     value: list[float]
     run_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    replace: bool = False
 
     def __len__(self) -> int:
         return len(self.name)

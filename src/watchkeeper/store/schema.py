@@ -236,6 +236,21 @@ alert_states = sa.Table(
     sa.Column("resolved_at", Time, nullable=True),
     sa.Column("last_value", sa.Double, nullable=True),
     sa.Column("last_notified_at", Time, nullable=True),
+    sa.Column("last_true_at", Time, nullable=True),  # when the condition last held: keep_firing_for
+)
+
+alert_silences = sa.Table(
+    "alert_silences",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("project", sa.String(128), nullable=True),  # None: silences matching alerts of every project
+    sa.Column("matchers", sa.JSON, nullable=False),  # [{"label", "op", "value"}], all must match
+    sa.Column("starts_at", Time, nullable=False),
+    sa.Column("ends_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index(None, "ends_at"),
 )
 
 alert_notifications = sa.Table(
@@ -250,6 +265,16 @@ alert_notifications = sa.Table(
     sa.Column("payload", sa.JSON, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
     sa.Index(None, "rule_id", "t"),
+)
+
+# -- monitors: cursors and settings kept across restarts, by key ("windows:cursor", ...) --------------------
+
+monitor_state = sa.Table(
+    "monitor_state",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
 )
 
 # -- ingest bookkeeping: batch ids already applied, so a resend is acknowledged, not applied twice -------

@@ -425,6 +425,13 @@ def write_points(store: Store, conn: sa.Connection, batches: list[Points]) -> No
         ids = store.series_ids(conn, p.project, p.subject, p.run_id, p.labels, set(p.name))
         # NaN is stored as NULL; SQLite's driver already binds NaN as NULL, other drivers need telling
         values = p.value if sqlite else [None if v != v else v for v in p.value]
+        if p.replace:
+            times = sorted(set(p.t))
+            conn.execute(
+                sa.delete(points).where(
+                    points.c.series_id.in_(sorted(set(ids.values()))), points.c.t.in_(times)
+                )
+            )
         rows.extend(zip(map(ids.__getitem__, p.name), p.step, p.t, values, strict=True))
     if rows:
         conn.exec_driver_sql(positional_insert(conn.dialect, points, _POINT_COLUMNS), rows)

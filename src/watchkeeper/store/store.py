@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from watchkeeper.errors import StoreError, WatchkeeperError
 from watchkeeper.store import migrate
+from watchkeeper.store.alerts import AlertStates
 from watchkeeper.store.artifacts import Artifacts, write_artifacts
 from watchkeeper.store.batch import Batch, WriteResult
 from watchkeeper.store.blobs import BlobStore
@@ -81,6 +82,7 @@ class Store:
         self.profiles = Profiles(self)
         self.labels = Labels(self)
         self.tokens = Tokens(self)
+        self.alerts = AlertStates(self)
         self._cache_lock = threading.Lock()
         self._project_ids: dict[str, int] = {}
         self._series_ids: dict[tuple[int, str, str, str], int] = {}
