@@ -242,6 +242,77 @@ def _rich_store(store: Store) -> None:
     t.count_problem("missing_input", 2)
     t.dropped = 5
     _write(store, _window("p", "model:fraud-clf@1.3.0", 0.0, t), _window("p", "run-1", 0.0, _traffic([0.2])))
+    _drift_and_alerts(store)
+
+
+def _drift_and_alerts(store: Store) -> None:
+    """Monitor output (drift per feature, an older and a newer point) and alert states of two projects."""
+    from watchkeeper.store.alerts import AlertState
+    from watchkeeper.store.batch import Batch, Points
+
+    store.write(
+        Batch(
+            points=[
+                Points(
+                    "p",
+                    "model:fraud-clf@1.3.0",
+                    ["drift_score"] * 2,
+                    [None] * 2,
+                    [60.0, 120.0],
+                    [0.1, 0.31],
+                    labels={"feature": "amount"},
+                ),
+                Points("p", "model:fraud-clf@1.3.0", ["dataset_drift_share"], [None], [120.0], [0.5]),
+                Points(
+                    "q", "model:other@1", ["drift_score"], [None], [120.0], [0.9], labels={"feature": "x"}
+                ),
+            ]
+        )
+    )
+    ids = store.alerts.sync_rules([(None, "FeatureDrift", {}), ("q", "Other", {})])
+    store.alerts.save(
+        [
+            AlertState(
+                ids[(None, "FeatureDrift")],
+                "a",
+                {"alertname": "FeatureDrift", "project": "p", "feature": "amount", "severity": "warning"},
+                "firing",
+                60.0,
+                60.0,
+            ),
+            AlertState(
+                ids[(None, "FeatureDrift")],
+                "b",
+                {"alertname": "FeatureDrift", "project": "p", "feature": "old"},
+                "resolved",
+                0.0,
+                0.0,
+                30.0,
+            ),
+            AlertState(ids[("q", "Other")], "c", {"alertname": "Other"}, "pending", 60.0),
+        ]
+    )
+
+
+def test_drift_gauges_and_alert_states_follow_the_latest_values_and_the_tokens_project(store):
+    _drift_and_alerts(store)
+    tokens = {"tp": Principal(frozenset({"p"}), "read")}
+    with TestClient(create_app(store, verify_token=tokens.get)) as client:
+        mine = _samples(_scrape(client, "tp"))
+    with TestClient(create_app(store)) as client:
+        every = _samples(_scrape(client))
+    assert _get(mine, "watchkeeper_drift_score", feature="amount", model="fraud-clf", version="1.3.0") == [
+        0.31
+    ]
+    assert _get(mine, "watchkeeper_dataset_drift_share", project="p") == [0.5]
+    assert _get(mine, "watchkeeper_drift_score", project="q") == []
+    assert _get(
+        mine, "watchkeeper_alerts", alertname="FeatureDrift", alertstate="firing", feature="amount"
+    ) == [1.0]
+    assert _get(mine, "watchkeeper_alerts", alertname="FeatureDrift", feature="old") == []  # resolved: gone
+    assert _get(mine, "watchkeeper_alerts", alertname="Other") == []
+    assert _get(every, "watchkeeper_alerts", alertname="Other", alertstate="pending") == [1.0]
+    assert _get(every, "watchkeeper_drift_score", project="q", feature="x") == [0.9]
 
 
 def test_promtool_check_metrics_accepts_a_real_scrape(store):

@@ -56,9 +56,10 @@ window profiles that end latest, the sum of ``requests / (window_end - window_st
 (a replica whose window arrives later is added when it arrives). ``rate(watchkeeper_requests_total[5m])`` is
 the steadier figure.
 
-TODO(alerts): drift scores and alert states (``watchkeeper_drift_score``, ``watchkeeper_alert_state``) are not
-exposed yet: nothing derives drift signals or alert states so far; the alerts issue defines them and adds
-their gauges here, read from the signals and ``alert_states`` tables.
+The monitors' and the alert engine's results are gauges read at each scrape: ``watchkeeper_drift_score``
+and ``watchkeeper_dataset_drift_share`` are the latest values of the signals of those names (per feature),
+and ``watchkeeper_alerts`` is 1 per pending or firing alert instance with its labels and ``alertstate``, as
+Prometheus' own ``ALERTS`` series.
 
 Access: a read or write token sees the series of its own project only; ``--no-auth`` sees every project.
 """
@@ -363,10 +364,12 @@ class TrafficTotals:
     # -- writing the exposition ------------------------------------------------------------------------
 
     def exposition(self, can_read: Callable[[str], bool] = lambda project: True) -> str:
-        """Advance, then write the families of the deployments whose project ``can_read`` accepts."""
+        """Advance, then write the families of the deployments whose project ``can_read`` accepts, then the
+        monitors' drift gauges and the alert states."""
         with self._lock:
             self._advance()
-            return self._render([d for _, d in sorted(self.deployments.items()) if can_read(d.project)])
+            text = self._render([d for _, d in sorted(self.deployments.items()) if can_read(d.project)])
+        return text + monitoring_exposition(self.store, can_read)
 
     def _render(self, deployments: list[Deployment]) -> str:
         out = Exposition()
@@ -399,3 +402,63 @@ class TrafficTotals:
             out.sample(f"{p}windows_total", base, dep.windows)
             out.sample(f"{p}last_window_timestamp_seconds", base, float(dep.last_end))
         return out.text()
+
+
+# -- monitors and alerts ----------------------------------------------------------------------------------
+
+MONITOR_FAMILIES: dict[str, tuple[str, str, str]] = {
+    # exposed name: (signal name, type, HELP)
+    "watchkeeper_drift_score": (
+        "drift_score",
+        "gauge",
+        "Latest drift statistic of a feature vs the reference.",
+    ),
+    "watchkeeper_dataset_drift_share": ("dataset_drift_share", "gauge", "Latest share of drifted features."),
+}
+
+
+def monitoring_exposition(store: Store, can_read: Callable[[str], bool]) -> str:
+    """The latest drift signals of every deployment and the pending or firing alerts, as gauges."""
+    from watchkeeper.store.schema import alert_rules, alert_states
+
+    out = Exposition()
+    for family, (signal, kind, help_text) in MONITOR_FAMILIES.items():
+        out.family(family, kind, help_text)
+        for info in store.signals.series(name=signal, stats=True):
+            if not info.subject.startswith("model:") or not can_read(info.project) or info.count == 0:
+                continue
+            model, _, version = info.subject[len("model:") :].rpartition("@")
+            labels = (("project", info.project), ("model", model), ("version", version))
+            labels += tuple(
+                sorted((k, v) for k, v in info.labels.items() if k not in ("project", "model", "version"))
+            )
+            out.sample(family, labels, info.last)
+    out.family(
+        "watchkeeper_alerts", "gauge", "1 per pending or firing alert instance, as Prometheus' ALERTS."
+    )
+    q = (
+        sa.select(alert_states.c.labels, alert_states.c.state, projects.c.name.label("project"))
+        .join(alert_rules, alert_rules.c.id == alert_states.c.rule_id)
+        .outerjoin(projects, projects.c.id == alert_rules.c.project_id)
+        .where(alert_states.c.state.in_(("pending", "firing")), alert_rules.c.enabled)
+        .order_by(alert_states.c.rule_id, alert_states.c.labels_key)
+    )
+    with store.connect() as conn:
+        rows = conn.execute(q).all()
+    for labels, state, project in rows:
+        labels = dict(labels or {})
+        owner = project or labels.get("project")
+        if owner is None or not can_read(owner):
+            continue
+        out.sample(
+            "watchkeeper_alerts",
+            tuple(sorted({**{_label_name(k): v for k, v in labels.items()}, "alertstate": state}.items())),
+            1.0,
+        )
+    return out.text()
+
+
+def _label_name(key: str) -> str:
+    """A valid Prometheus label name: [a-zA-Z_][a-zA-Z0-9_]*, other characters replaced by ``_``."""
+    name = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in key)
+    return name if name and not name[0].isdigit() else f"_{name}"

@@ -33,6 +33,7 @@ class AlertState:
     last_value: float | None = None
     last_notified_at: float | None = None
     last_true_at: float | None = None
+    keep_firing_since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ _STATE_COLUMNS = (
     "last_value",
     "last_notified_at",
     "last_true_at",
+    "keep_firing_since",
 )
 
 
@@ -175,6 +177,7 @@ class AlertStates:
                             "last_value": _float(s.last_value),
                             "last_notified_at": s.last_notified_at,
                             "last_true_at": s.last_true_at,
+                            "keep_firing_since": s.keep_firing_since,
                         }
                         for s in states
                     ],

@@ -236,7 +236,8 @@ alert_states = sa.Table(
     sa.Column("resolved_at", Time, nullable=True),
     sa.Column("last_value", sa.Double, nullable=True),
     sa.Column("last_notified_at", Time, nullable=True),
-    sa.Column("last_true_at", Time, nullable=True),  # when the condition last held: keep_firing_for
+    sa.Column("last_true_at", Time, nullable=True),  # when the condition last held
+    sa.Column("keep_firing_since", Time, nullable=True),  # first evaluation it stopped holding
 )
 
 alert_silences = sa.Table(

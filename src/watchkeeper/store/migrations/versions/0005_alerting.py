@@ -1,5 +1,5 @@
-"""Alerting and monitoring bookkeeping: silences, when each alert's condition last held (for
-``keep_firing_for`` across restarts), and the monitors' cursors.
+"""Alerting and monitoring bookkeeping: silences, when each alert's condition last held and since
+when it is kept firing (``keep_firing_for`` across restarts), and the monitors' cursors.
 
 Revision ID: 0005
 Revises: 0004
@@ -22,6 +22,7 @@ Time = sa.Double
 def upgrade() -> None:
     with op.batch_alter_table("alert_states") as batch:
         batch.add_column(sa.Column("last_true_at", Time))
+        batch.add_column(sa.Column("keep_firing_since", Time))
     op.create_table(
         "alert_silences",
         sa.Column("id", sa.String(32), nullable=False),
@@ -49,4 +50,5 @@ def downgrade() -> None:
     op.drop_index("ix_alert_silences_ends_at", table_name="alert_silences")
     op.drop_table("alert_silences")
     with op.batch_alter_table("alert_states") as batch:
+        batch.drop_column("keep_firing_since")
         batch.drop_column("last_true_at")
