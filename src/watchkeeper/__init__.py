@@ -31,11 +31,13 @@ if TYPE_CHECKING:
         WatchkeeperError,
     )
     from watchkeeper.sdk import (
+        AlertLevel,
         Config,
         Image,
         Run,
         Summary,
         Table,
+        alert,
         current_run,
         finish,
         init,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from watchkeeper.store import Store
 
 _LAZY = {
+    "AlertLevel": "watchkeeper.sdk",
     "Config": "watchkeeper.sdk",
     "Image": "watchkeeper.sdk",
     "Run": "watchkeeper.sdk",
@@ -60,6 +63,7 @@ _LAZY = {
     "Table": "watchkeeper.sdk",
     "UsageError": "watchkeeper.errors",
     "WatchkeeperError": "watchkeeper.errors",
+    "alert": "watchkeeper.sdk",
     "current_run": "watchkeeper.sdk",
     "finish": "watchkeeper.sdk",
     "init": "watchkeeper.sdk",
@@ -72,6 +76,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "AlertLevel",
     "ColumnProfile",
     "Config",
     "DriftResult",
@@ -87,6 +92,7 @@ __all__ = [
     "UsageError",
     "WatchkeeperError",
     "__version__",
+    "alert",
     "current_run",
     "drift",
     "finish",

@@ -289,6 +289,7 @@ class AlertEngine:
                     out.errors[loaded.rule.name] = f"{type(exc).__name__}: {exc}"
                     log.warning("rule %s failed to evaluate: %s", loaded.rule.name, exc)
             out.notifications = self._notify(now, changed)
+            out.notifications += self._run_alerts(now)
             try:
                 self._states_backend.save(list(changed.values()), deleted)
             except Exception:
@@ -428,6 +429,70 @@ class AlertEngine:
             st = self._states[key]
             st.last_notified_at = now
             changed[key] = st
+        return sent
+
+    RUN_ALERTS_CURSOR = "alerting:run_alerts"
+    RUN_ALERTS_FIRST_LOOK = 3600.0
+    """On its very first start, the engine notifies the ``run.alert()`` calls of the last hour, not older."""
+
+    def _run_alerts(self, now: float) -> list[Notification]:
+        """Notify the ``run.alert()`` calls stored since the last evaluation, through every loaded file's
+        routes (each receiver once). Silences apply; there is no state: an event fires once."""
+        if self._store is None or not self._files:
+            return []
+        backend = self._states_backend
+        try:
+            cursor = backend.cursor(self.RUN_ALERTS_CURSOR)
+            if cursor is None:
+                cursor = backend.first_run_alert_after(now - self.RUN_ALERTS_FIRST_LOOK)
+            calls = backend.run_alerts(int(cursor))
+        except Exception:
+            log.exception("could not read run.alert() calls; trying again at the next evaluation")
+            return []
+        if not calls:
+            return []
+        silences = backend.silences(active_at=now)
+        sent = []
+        for call in calls:
+            labels = {"alertname": call.title, "severity": _run_severity(call.level), "project": call.project}
+            if call.run_id is not None:
+                labels["run"] = call.run_id
+            if _silenced(labels, silences, None):
+                continue
+            alert = Alert(
+                rule=call.title,
+                labels=labels,
+                annotations={
+                    "summary": call.title,
+                    "description": call.text,
+                    "run_name": call.run_name or "",
+                },
+                status="firing",
+                value=float("nan"),
+                active_at=call.t,
+                fired_at=call.t,
+            )
+            receivers: dict[str, None] = {}
+            for rs in self._files.values():
+                for _, route in rs.route.routes_for(labels):
+                    receivers.update(dict.fromkeys(route.notifiers))
+            for receiver in receivers:
+                n = Notification(
+                    receiver=receiver,
+                    group_key=f"run.alert:{call.id}",
+                    group_labels={"alertname": call.title},
+                    alerts=[alert],
+                    t=now,
+                    external_url=self.external_url,
+                    common_labels=labels,
+                )
+                assert self._dispatcher is not None
+                self._dispatcher.submit(n)
+                sent.append(n)
+        try:
+            backend.set_cursor(self.RUN_ALERTS_CURSOR, calls[-1].id, now=now)
+        except Exception:
+            log.exception("could not save the run.alert() cursor; those calls may be notified again")
         return sent
 
     @staticmethod
@@ -577,6 +642,10 @@ def _silenced(labels: Mapping[str, str], silences: list[Silence], project: str |
         if all(Matcher(m["label"], m["op"], m["value"]).matches(labels) for m in s.matchers):  # type: ignore[arg-type]
             return True
     return False
+
+
+def _run_severity(level: str) -> str:
+    return {"INFO": "info", "WARN": "warning", "ERROR": "critical"}.get(level.upper(), "info")
 
 
 def _or(value: float | None, default: float) -> float:

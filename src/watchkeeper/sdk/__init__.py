@@ -1,6 +1,7 @@
 """The SDK: runs, what they log, and how it reaches the store."""
 
 from watchkeeper.sdk.api import (
+    alert,
     current_run,
     finish,
     init,
@@ -12,11 +13,12 @@ from watchkeeper.sdk.api import (
     watch,
 )
 from watchkeeper.sdk.image import Image
-from watchkeeper.sdk.run import Config, Run, Summary
+from watchkeeper.sdk.run import AlertLevel, Config, Run, Summary
 from watchkeeper.sdk.table import Table
 from watchkeeper.sdk.watcher import Call, Stage
 
 __all__ = [
+    "AlertLevel",
     "Call",
     "Config",
     "Image",
@@ -24,6 +26,7 @@ __all__ = [
     "Stage",
     "Summary",
     "Table",
+    "alert",
     "current_run",
     "finish",
     "init",

@@ -16,12 +16,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from watchkeeper.errors import UsageError
 from watchkeeper.profile import Profile
-from watchkeeper.sdk.run import Run
+from watchkeeper.sdk.run import AlertLevel, Run
 from watchkeeper.sdk.transport import LocalTransport
 from watchkeeper.store import ArtifactVersion, Store
 
@@ -192,6 +193,13 @@ def watch(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
 def log_label(prediction_id: Any, value: Any, *, t: float | None = None) -> None:
     """``log_label`` on the current run."""
     _require().log_label(prediction_id, value, t=t)
+
+
+def alert(
+    title: str, text: str, level: str | AlertLevel = "INFO", wait_duration: float | timedelta | None = None
+) -> None:
+    """``alert`` on the current run (wandb's ``wandb.alert``)."""
+    _require().alert(title, text, level, wait_duration)
 
 
 def log_usage(

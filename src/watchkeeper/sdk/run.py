@@ -13,6 +13,8 @@ lower than the current one is refused with a ValueError.
 
 from __future__ import annotations
 
+import datetime
+import enum
 import functools
 import logging
 import math
@@ -51,6 +53,7 @@ from watchkeeper.store import (
     SampleRows,
     codec,
 )
+from watchkeeper.store.alerts import RUN_ALERTS_KEY
 from watchkeeper.store.blobs import digest_file
 from watchkeeper.store.profiles import model_subject
 from watchkeeper.store.runs import HEARTBEAT_EVERY
@@ -207,6 +210,7 @@ class Run:
         self._max_queue = max_queue
         self._wake_at = 50_000
         self._dropped_steps = 0
+        self._alerts_sent: dict[str, float] = {}
         self._last_step: int | None = None
         self._last_heartbeat = time.monotonic()
         self._finish_timeout = finish_timeout
@@ -765,6 +769,43 @@ class Run:
         elif self._state != _ACTIVE:
             self._check_active("log_label")
 
+    def alert(
+        self,
+        title: str,
+        text: str,
+        level: str | AlertLevel = "INFO",
+        wait_duration: float | datetime.timedelta | None = None,
+    ) -> None:
+        """Send a notification now, as ``wandb.alert`` does: through the routes of the server's alert rules
+        (Slack, email, webhook, ...), with labels ``alertname`` (the title), ``severity`` (INFO → info,
+        WARN → warning, ERROR → critical), ``project`` and ``run``.
+
+        An alert with the same title as one sent by this run less than ``wait_duration`` ago (seconds or a
+        timedelta; default 60 s) is dropped, so calling this in a training loop does not flood a channel.
+        """
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError(f"alert: title must be a non-empty str, got {title!r}")
+        if not isinstance(text, str):
+            raise ValueError(f"alert: text must be a str, got {type(text).__name__}")
+        severity = _alert_severity(level)
+        wait = _wait_seconds(wait_duration)
+        if self._state != _ACTIVE:
+            if self._state == _FINISHED:
+                self._check_active("alert")
+            return  # a forked child's run records nothing
+        now = time.time()
+        with self._lock:
+            last = self._alerts_sent.get(title)
+            if last is not None and now - last < wait:
+                return
+            self._alerts_sent[title] = now
+            row = {"title": title[:1000], "text": text[:10_000], "level": AlertLevel(severity).name}
+            self._out["samples"].append(
+                SampleRows(project=self.project, key=RUN_ALERTS_KEY, t=now, rows=[row], run_id=self.id)
+            )
+        if self._writer is not None:
+            self._writer.wake.set()
+
     def log_usage(
         self,
         input_tokens: int = 0,
@@ -826,3 +867,34 @@ def _check_name(field: str, value: Any) -> str:
     if len(value) > 128:
         raise ValueError(f"{field} {value[:30]!r}... is {len(value)} characters long (at most 128)")
     return value
+
+
+class AlertLevel(enum.StrEnum):
+    """The levels of ``run.alert``, wandb's names; the value is the severity alert rules use."""
+
+    INFO = "info"
+    WARN = "warning"
+    ERROR = "critical"
+
+
+def _alert_severity(level: Any) -> str:
+    if isinstance(level, AlertLevel):
+        return level.value
+    if isinstance(level, str):
+        key = level.strip().upper()
+        key = {"WARNING": "WARN", "CRITICAL": "ERROR"}.get(key, key)
+        if key in AlertLevel.__members__:
+            return AlertLevel[key].value
+    raise ValueError(f"alert: level must be INFO, WARN or ERROR (or an AlertLevel), got {level!r}")
+
+
+def _wait_seconds(wait: Any) -> float:
+    if wait is None:
+        return 60.0
+    if isinstance(wait, datetime.timedelta):
+        wait = wait.total_seconds()
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not math.isfinite(wait) or wait < 0:
+        raise ValueError(
+            f"alert: wait_duration must be a number of seconds >= 0 or a timedelta, got {wait!r}"
+        )
+    return float(wait)

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from watchkeeper.store.schema import alert_notifications, alert_rules, alert_silences, alert_states, projects
+from watchkeeper.store.schema import (
+    alert_notifications,
+    alert_rules,
+    alert_silences,
+    alert_states,
+    monitor_state,
+    projects,
+    runs,
+    samples,
+)
 
 if TYPE_CHECKING:
     from watchkeeper.store.store import Store
@@ -64,6 +73,24 @@ class NotificationRecord:
     status: str
     payload: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+
+RUN_ALERTS_KEY = "_alerts"
+"""The sample table a run's ``alert()`` calls are written to (one row each: title, text, level)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunAlert:
+    """One ``run.alert()`` call as stored."""
+
+    id: int
+    project: str
+    run_id: str | None
+    run_name: str | None
+    t: float
+    title: str
+    text: str
+    level: str
 
 
 _STATE_COLUMNS = (
@@ -297,3 +324,57 @@ class AlertStates:
             )
             for m in (r._mapping for r in rows)
         ]
+
+    # -- run.alert() calls and cursors ---------------------------------------------------------------------
+
+    def run_alerts(self, after_id: int, limit: int = 1000) -> list[RunAlert]:
+        """``run.alert()`` calls stored after the sample id ``after_id``, oldest first."""
+        q = (
+            sa.select(
+                samples.c.id, projects.c.name, samples.c.run_id, runs.c.name, samples.c.t, samples.c.data
+            )
+            .join(projects, projects.c.id == samples.c.project_id)
+            .outerjoin(runs, runs.c.id == samples.c.run_id)
+            .where(samples.c.key == RUN_ALERTS_KEY, samples.c.id > after_id)
+            .order_by(samples.c.id)
+            .limit(limit)
+        )
+        with self._store.connect() as conn:
+            rows = conn.execute(q).all()
+        out = []
+        for sid, project, run_id, run_name, t, data in rows:
+            data = data or {}
+            out.append(
+                RunAlert(
+                    sid,
+                    project,
+                    run_id,
+                    run_name,
+                    t,
+                    str(data.get("title", "")),
+                    str(data.get("text", "")),
+                    str(data.get("level", "INFO")),
+                )
+            )
+        return out
+
+    def first_run_alert_after(self, t: float) -> int:
+        """The sample id just before the first ``run.alert()`` call at or after ``t`` (a starting cursor)."""
+        with self._store.connect() as conn:
+            first = conn.execute(
+                sa.select(sa.func.min(samples.c.id)).where(samples.c.key == RUN_ALERTS_KEY, samples.c.t >= t)
+            ).scalar()
+            if first is not None:
+                return int(first) - 1
+            last = conn.execute(sa.select(sa.func.max(samples.c.id))).scalar()
+        return int(last or 0)
+
+    def cursor(self, key: str) -> Any:
+        with self._store.connect() as conn:
+            return conn.execute(sa.select(monitor_state.c.value).where(monitor_state.c.key == key)).scalar()
+
+    def set_cursor(self, key: str, value: Any, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._store.begin_write() as conn:
+            conn.execute(sa.delete(monitor_state).where(monitor_state.c.key == key))
+            conn.execute(sa.insert(monitor_state).values(key=key, value=value, updated_at=now))
