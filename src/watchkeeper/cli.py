@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -673,15 +674,28 @@ def server_command(
         int, typer.Option(min=1, help="Largest request body, in MiB after decompression.")
     ] = 64,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    rules: Annotated[
+        list[Path] | None,
+        typer.Option("--rules", "-r", help="An alert rules file (YAML); repeat for several files."),
+    ] = None,
+    no_monitor: Annotated[
+        bool,
+        typer.Option(
+            "--no-monitor",
+            help="Do not run monitors and alert rules here (another replica or `watchkeeper monitor` does).",
+        ),
+    ] = False,
 ) -> None:
-    """Run the server: ingest from SDKs over HTTP, with a token checked on every request."""
+    """Run the server: ingest from SDKs over HTTP, with a token checked on every request. Unless
+    --no-monitor, it also turns closed windows into signals and evaluates the --rules files (SIGHUP reloads
+    them); with several server replicas over one database, let one of them do that."""
     target = _database_uri(uri, "server")
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines stay whole
     try:
         import uvicorn
 
         from watchkeeper.server import create_app
-        from watchkeeper.server.auth import ENV_MAX_BODY, ENV_NO_AUTH, is_loopback, token_verifier
+        from watchkeeper.server.auth import is_loopback, token_verifier
     except ModuleNotFoundError as exc:
         err.print(
             f"error: the server needs its extra ({exc}): pip install 'watchkeeper[server]'", markup=False
@@ -710,6 +724,41 @@ def server_command(
         f"watchkeeper server on http://{host}:{port} ({workers} worker(s)), store {shown}, "
         + ("[yellow]no token checks (--no-auth)[/yellow]" if no_auth else "tokens required")
     )
+    service = None
+    if not no_monitor:
+        from watchkeeper.alerting.service import MonitoringService
+
+        service = MonitoringService(Store(target), rules or [], external_url=f"http://{host}:{port}")
+        if service.errors:
+            for e in service.errors.values():
+                err.print(str(e), markup=False)
+            raise typer.Exit(1)
+        service.start()
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: service.reload())
+        err.print(f"monitors on, {len(service.engine.rules)} alert rule(s) from {len(rules or [])} file(s)")
+    try:
+        _serve(uvicorn, store, target, host, port, workers, no_auth, max_body, create_app, token_verifier)
+    finally:
+        if service is not None:
+            service.stop()
+            service.store.close()
+
+
+def _serve(
+    uvicorn: Any,
+    store: Store,
+    target: str,
+    host: str,
+    port: int,
+    workers: int,
+    no_auth: bool,
+    max_body: int,
+    create_app: Any,
+    token_verifier: Any,
+) -> None:
+    from watchkeeper.server.auth import ENV_MAX_BODY, ENV_NO_AUTH
+
     if workers == 1:
         try:
             verify = None if no_auth else token_verifier(store.tokens)
@@ -738,3 +787,7 @@ def _root(
 
 def main() -> None:
     app()
+
+
+# the alerting commands live in their own module and register themselves on `app`
+from watchkeeper import cli_alerts  # noqa: E402, F401
