@@ -678,6 +678,10 @@ def server_command(
         list[Path] | None,
         typer.Option("--rules", "-r", help="An alert rules file (YAML); repeat for several files."),
     ] = None,
+    settings: Annotated[
+        Path | None,
+        typer.Option("--settings", help="A YAML file of monitor settings (reference, daily_budget, ...)."),
+    ] = None,
     no_monitor: Annotated[
         bool,
         typer.Option(
@@ -727,8 +731,11 @@ def server_command(
     service = None
     if not no_monitor:
         from watchkeeper.alerting.service import MonitoringService
+        from watchkeeper.cli_alerts import load_settings
 
-        service = MonitoringService(Store(target), rules or [], external_url=f"http://{host}:{port}")
+        service = MonitoringService(
+            Store(target), rules or [], settings=load_settings(settings), external_url=f"http://{host}:{port}"
+        )
         if service.errors:
             for e in service.errors.values():
                 err.print(str(e), markup=False)

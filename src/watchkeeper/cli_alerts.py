@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from watchkeeper.cli import ProjectOption, UriOption, _console, _database_uri, _open, app, fmt_time
+
+if TYPE_CHECKING:
+    from watchkeeper.monitor.base import MonitorSettings
 
 rules_app = typer.Typer(help="Alert rule files: check them, and run their unit tests.", no_args_is_help=True)
 silence_app = typer.Typer(
@@ -28,11 +31,29 @@ RulesOption = Annotated[
     list[Path] | None,
     typer.Option("--rules", "-r", help="An alert rules file (YAML); give several times for several files."),
 ]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option("--settings", help="A YAML file of monitor settings (reference, daily_budget, ...)."),
+]
 STATE_STYLE = {"firing": "bold red", "pending": "yellow", "resolved": "green", "inactive": "dim"}
 
 
 def _err() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def load_settings(path: Path | None) -> MonitorSettings | None:
+    """Monitor settings from a YAML file; a bad file stops the command with the key that is wrong."""
+    if path is None:
+        return None
+    import yaml
+
+    from watchkeeper.monitor.base import MonitorSettings
+
+    try:
+        return MonitorSettings.from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--settings") from None
 
 
 def _parse_duration(text: str, option: str) -> float:
@@ -109,6 +130,7 @@ def monitor_command(
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between monitor passes.")] = 10.0,
     eval_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between rule evaluations.")] = 15.0,
     settle: Annotated[float, typer.Option(min=0.0, help="Seconds a window waits for late replicas.")] = 30.0,
+    settings: SettingsOption = None,
 ) -> None:
     """Turn closed windows into signals and evaluate alert rules over the store, until stopped (Ctrl-C).
     SIGHUP reloads the rule files. The server does the same with ``watchkeeper server --rules``."""
@@ -116,7 +138,13 @@ def monitor_command(
 
     target = _database_uri(uri, "monitor")
     store = _open(target)
-    service = MonitoringService(store, rules or [], monitor_interval=interval, eval_interval=eval_interval)
+    service = MonitoringService(
+        store,
+        rules or [],
+        settings=load_settings(settings),
+        monitor_interval=interval,
+        eval_interval=eval_interval,
+    )
     service.runner.settle = settle
     if service.errors:
         for e in service.errors.values():

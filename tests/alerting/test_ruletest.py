@@ -7,10 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from watchkeeper.alerting.ruletest import RuleTestError, expand_values, parse_series, run_rule_tests
 from watchkeeper.cli import app
+from watchkeeper.cli_alerts import load_settings
 
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()
@@ -95,3 +97,22 @@ def test_silences_from_the_cli(tmp_path):
     assert runner.invoke(app, ["silence", "expire", sid, "--uri", uri]).exit_code == 1
     wrong = runner.invoke(app, ["silence", "add", "-m", "model", "--uri", uri])
     assert wrong.exit_code == 2 and "expected label=value" in wrong.output
+
+
+def test_monitor_settings_from_a_file_are_checked_by_key(tmp_path):
+    from watchkeeper.monitor.base import MonitorSettings
+
+    s = MonitorSettings.from_mapping({"reference": "prod", "label_horizon": "2d", "daily_budget": {"m": 5}})
+    assert (s.reference, s.label_horizon, dict(s.daily_budget)) == ("prod", 172800.0, {"m": 5})
+    with pytest.raises(ValueError, match=r"monitor.alpha: expected a number between 0 and 1, got 2"):
+        MonitorSettings.from_mapping({"alpha": 2})
+    with pytest.raises(ValueError, match=r"unknown settings \['refrence'\]"):
+        MonitorSettings.from_mapping({"refrence": "x"})
+    bad = tmp_path / "settings.yml"
+    bad.write_text("daily_budget: {m: -1}\n")
+    with pytest.raises(typer.BadParameter, match=r"daily_budget: expected a mapping of model name"):
+        load_settings(bad)
+    out = runner.invoke(
+        app, ["monitor", "--once", "--settings", str(bad), "--uri", f"sqlite:///{tmp_path}/w.db"]
+    )
+    assert out.exit_code == 2 and "--settings" in out.output

@@ -52,6 +52,49 @@ class MonitorSettings:
     )
     label_column: str | None = None
 
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "monitor") -> MonitorSettings:
+        """Settings from a YAML/JSON mapping (``watchkeeper monitor --settings FILE``); durations may be
+        written ``7d``. Unknown keys and wrong types are refused naming the key."""
+        from watchkeeper.alerting.rules import parse_duration
+
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown settings {unknown}, expected some of {sorted(known)}")
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            w = f"{where}.{key}"
+            if key in ("reference", "label_column"):
+                if not (isinstance(value, str) and value) and not (key == "label_column" and value is None):
+                    raise ValueError(f"{w}: expected a non-empty string, got {value!r}")
+            elif key in ("alpha", "low_confidence"):
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+                    raise ValueError(f"{w}: expected a number between 0 and 1, got {value!r}")
+            elif key == "label_horizon":
+                value = parse_duration(value)
+            elif key == "daily_budget":
+                if not isinstance(value, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                    for k, v in value.items()
+                ):
+                    raise ValueError(
+                        f"{w}: expected a mapping of model name to a positive budget, got {value!r}"
+                    )
+                value = dict(value)
+            elif key == "baseline_keys":
+                if not isinstance(value, Mapping) or not all(
+                    isinstance(v, list) and all(isinstance(x, str) for x in v) for v in value.values()
+                ):
+                    raise ValueError(
+                        f"{w}: expected a mapping of metric to a list of summary keys, got {value!r}"
+                    )
+                value = {**cls().baseline_keys, **{k: tuple(v) for k, v in value.items()}}
+            out[key] = value
+        return cls(**out)
+
 
 @dataclass(slots=True)
 class WindowContext:
