@@ -56,11 +56,11 @@ def test_silences_are_active_between_their_times_and_expire(store):
 
 
 def test_replacing_points_removes_the_earlier_values_at_those_times_only(store):
-    def pts(values, t, replace):
-        return Points("p", "model:m@1", ["a"] * len(t), [None] * len(t), t, values, replace=replace)
+    def pts(values, t):
+        return Points("p", "model:m@1", ["a"] * len(t), [None] * len(t), t, values)
 
-    store.write(Batch(points=[pts([1.0, 2.0], [10.0, 20.0], False)]))
-    store.write(Batch(points=[pts([5.0], [20.0], True)]))
+    store.write(Batch(points=[pts([1.0, 2.0], [10.0, 20.0])]))
+    store.write(Batch(points=[pts([5.0], [20.0])], replace_points=True))
     (info,) = store.signals.series("p", name="a")
     data = store.signals.points_in(info.id)
     assert data.t.tolist() == [10.0, 20.0] and data.value.tolist() == [1.0, 5.0]

@@ -9,7 +9,7 @@ its replicas. The runner follows them by profile id, so a pass reads only the ro
    ``settle`` seconds to arrive): the profiles of every replica for that window are merged into one,
    a :class:`~watchkeeper.monitor.base.WindowContext` is built with the model version's reference and
    training run, each monitor is called (one failing monitor is logged and counted; the others' points
-   are kept), and the points are written in one batch with ``replace=True`` at ``t = window_end``;
+   are kept), and the points are written in one batch with ``replace_points`` at ``t = window_end``;
 3. a profile arriving later for a window already processed makes it pending again: it is processed anew
    from all its profiles and its points replace the earlier ones (never a second point at one time);
 4. late labels: every ``RELABEL_EVERY`` seconds, ``watchkeeper.monitor.performance.relabelled`` gives the
@@ -142,7 +142,8 @@ def parse_subject(subject: str) -> tuple[str, str] | None:
 
 
 def points_of(project: str, subject: str, t: float, derived: Iterable[Derived]) -> list[Points]:
-    """One ``Points`` (replace=True) per label set; a name given twice with the same labels keeps the last."""
+    """One ``Points`` per label set (written with ``Batch.replace_points``); a name given twice with the
+    same labels keeps the last."""
     groups: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
     for d in derived:
         key = tuple(sorted((str(k), str(v)) for k, v in d.labels.items()))
@@ -156,7 +157,6 @@ def points_of(project: str, subject: str, t: float, derived: Iterable[Derived]) 
             t=[t] * len(values),
             value=list(values.values()),
             labels=dict(key),
-            replace=True,
         )
         for key, values in groups.items()
     ]
@@ -422,7 +422,7 @@ class MonitorRunner:
         if not pts:
             return True, True
         try:
-            self.store.write(Batch(points=pts))
+            self.store.write(Batch(points=pts, replace_points=True))
         except StoreError as exc:
             result.errors += 1
             log.error(

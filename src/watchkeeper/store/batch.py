@@ -53,10 +53,7 @@ class RunUpdate:
 class Points:
     """Scalar points of one subject, column-wise: ``name[i]`` had ``value[i]`` at ``t[i]`` (and ``step[i]``).
 
-    ``labels`` apply to every point of the object. A NaN value is kept as NaN. With ``replace``, points
-    already stored for the same series at the same times are deleted first: a monitor that recomputes a
-    window (more replicas' profiles arrived, labels came in) replaces its earlier values instead of adding
-    a second point at the same time.
+    ``labels`` apply to every point of the object. A NaN value is kept as NaN.
     """
 
     project: str
@@ -67,7 +64,6 @@ class Points:
     value: list[float]
     run_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    replace: bool = False
 
     def __len__(self) -> int:
         return len(self.name)
@@ -174,6 +170,10 @@ class Batch:
     predictions: list[PredictionRows] = field(default_factory=list)
     labels: list[LabelRows] = field(default_factory=list)
     blobs: dict[str, bytes] = field(default_factory=dict)  # digest -> content, written before the rows
+    # Points of this batch replace those stored for the same series at the same times: a monitor that
+    # recomputes a window (a late replica's profile, late labels) writes its values again, not a second
+    # point. Set by server-side writers only; it is not part of the wire format.
+    replace_points: bool = False
 
     def __bool__(self) -> bool:
         return bool(

@@ -416,7 +416,8 @@ class Signals:
 _POINT_COLUMNS = ("series_id", "step", "t", "value")
 
 
-def write_points(store: Store, conn: sa.Connection, batches: list[Points]) -> None:
+def write_points(store: Store, conn: sa.Connection, batches: list[Points], replace: bool = False) -> None:
+    """Insert the points; with ``replace``, first delete the points of those series at those times."""
     rows: list[tuple] = []
     sqlite = conn.dialect.name == "sqlite"
     for p in batches:
@@ -425,7 +426,7 @@ def write_points(store: Store, conn: sa.Connection, batches: list[Points]) -> No
         ids = store.series_ids(conn, p.project, p.subject, p.run_id, p.labels, set(p.name))
         # NaN is stored as NULL; SQLite's driver already binds NaN as NULL, other drivers need telling
         values = p.value if sqlite else [None if v != v else v for v in p.value]
-        if p.replace:
+        if replace:
             times = sorted(set(p.t))
             conn.execute(
                 sa.delete(points).where(

@@ -181,7 +181,7 @@ class Store:
         if batch.run_updates:
             write_updates(conn, batch.run_updates)
         if batch.points:
-            write_points(self, conn, batch.points)
+            write_points(self, conn, batch.points, replace=batch.replace_points)
         if batch.samples:
             write_samples(self, conn, batch.samples)
         versions = write_artifacts(self, conn, batch.artifacts) if batch.artifacts else []
