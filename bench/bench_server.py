@@ -14,7 +14,9 @@ benchmark itself fails: a server did not start, a client failed, or the store do
 the clients had acknowledged.
 
 **The server** is the real command, ``watchkeeper server --no-auth --host 127.0.0.1 --port <free port>
---uri <store> --workers N``, started as a subprocess (its log, uvicorn's access log included, goes to a file:
+--uri <store> --workers N --no-monitor`` (``--no-monitor`` where the command has it: the monitors are
+another load than ingest, and their own batches would upset the exact count of batch ids below), started
+as a subprocess (its log, uvicorn's access log included, goes to a file:
 that is what a user gets). Stores: a new SQLite file, and a new PostgreSQL database
 (``postgresql+psycopg://postgres@127.0.0.1:5432/<new>``, created and dropped by the benchmark; the admin URI
 is ``WATCHKEEPER_BENCH_PG_URI``, and PostgreSQL is left out, saying why, when it cannot be reached). Each
@@ -32,7 +34,8 @@ window, each with its own id. 20 rows per profile is the ratio of the issue's tw
 default 1% sampling of a 2,000-request window.
 
 **The clients** are 8 processes of this file (``--client``). Each makes an ``HttpTransport`` (the SDK's
-HTTP path: JSON, gzip, retries, the on-disk spool) with a spool directory of its own, starts a run with one
+HTTP path: the binary body form once the server's first answer lists it in ``Accept-Post``, else gzip JSON;
+retries, the on-disk spool) with a spool directory of its own, starts a run with one
 batch, waits for the common start, then sends batches one after the other until the duration is over. A
 batch whose ``send`` returns without spooling was acknowledged by the server; one that was spooled is resent
 by ``close()`` at the end. Latency per batch is measured twice: the whole ``send`` (the client's JSON and
@@ -58,14 +61,16 @@ and the clients' CPU seconds over the measured time; the server and the clients 
 PostgreSQL sessions opened during a run come from ``pg_stat_database.sessions``.
 
 **Where the time goes** (printed after the load runs): the same batches pushed through the server's ingest
-steps in this process, one step at a time, without HTTP, wall and CPU time per batch: gunzip,
-``json.loads``, the pydantic ``IngestBatch`` validation, ``to_batch()``, ``Profile.from_bytes`` of each
-profile (the ingest route reads every profile back before writing) and ``Store.write`` on a fresh SQLite
-file and a fresh PostgreSQL database, with the client's encoding (``wire.to_json``, ``json.dumps``, gzip
-level 5, as the HTTP transport does) beside; then the whole app (``create_app``: the body middleware,
-FastAPI, the route) in this process through Starlette's ``TestClient``, without sockets; then a cProfile of
-the steps on SQLite, the functions with the most own time. The server's CPU per batch under load minus the
-whole app's is what uvicorn, sockets and the access log cost.
+steps in this process, one step at a time, without HTTP, wall and CPU time per batch, for both body forms:
+the JSON form (the client's ``wire.to_json``, ``json.dumps`` and gzip level 5; the server's gunzip, the
+pydantic ``IngestBatch`` validation straight from the JSON text, which decodes the base64 once, and
+``to_batch()``) and the binary form (the client's ``wire.to_binary``; the server's ``split_binary``, the
+validation of the header and ``to_batch(payload)``); then ``Profile.from_bytes`` of each profile (the ingest
+route reads every profile back before writing) and ``Store.write`` on a fresh SQLite file and a fresh
+PostgreSQL database; then the whole app (``create_app``: the body middleware, FastAPI, the route) in this
+process through Starlette's ``TestClient``, without sockets, with each form; then a cProfile of the steps
+of the binary form on SQLite, the functions with the most own time. The server's CPU per batch under load
+minus the whole app's is what uvicorn, sockets and the access log cost.
 """
 
 from __future__ import annotations
@@ -398,6 +403,16 @@ def watchkeeper_command() -> list[str]:
     return [sys.executable, "-c", "from watchkeeper.cli import main; main()"]
 
 
+def no_monitor_option() -> list[str]:
+    """``["--no-monitor"]`` where ``watchkeeper server`` runs monitors unless told not to: what is measured
+    is ingest, and the monitors' own batches (the signals they derive from the windows) would add batch
+    ids no client sent."""
+    help_text = subprocess.run(
+        [*watchkeeper_command(), "server", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    return ["--no-monitor"] if "--no-monitor" in help_text else []
+
+
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -580,7 +595,7 @@ def measure(kind: str, workers: int, cfg: argparse.Namespace, work: Path) -> dic
     with store_uri(kind, work) as uri, contextlib.ExitStack() as files:
         create_project(uri)
         cmd = [*watchkeeper_command(), "server", "--host", "127.0.0.1", "--port", str(port), "--uri", uri]
-        cmd += ["--no-auth", "--workers", str(workers)]
+        cmd += ["--no-auth", "--workers", str(workers), *no_monitor_option()]
         clients: list[subprocess.Popen[bytes]] = []
         logf = files.enter_context(open(log, "wb"))
         server = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT, cwd=work)
@@ -705,8 +720,8 @@ def flatness(r: dict[str, Any]) -> tuple[bool, float]:
 
 
 def breakdown(tpl: dict[str, Any], cfg: argparse.Namespace, kinds: list[str], work: Path) -> None:
-    """Each step of the ingest path, in this process, on the batches the clients send; then the whole app
-    in this process (no sockets); then a cProfile of the steps."""
+    """Each step of the ingest path, in this process, on the batches the clients send, in both body forms;
+    then the whole app in this process (no sockets); then a cProfile of the steps of the binary form."""
     with warnings.catch_warnings():  # starlette's TestClient warns about its own httpx use
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
@@ -719,10 +734,15 @@ def breakdown(tpl: dict[str, Any], cfg: argparse.Namespace, kinds: list[str], wo
     data = base64.b64decode(tpl["profile"])
     n = 8 if cfg.quick else 30
     per_batch = cfg.profiles_per_batch
+    max_body = 64 * MIB
 
-    def encode(batch: Any) -> bytes:  # what watchkeeper.sdk.http does with a batch
+    def encode(batch: Any) -> bytes:  # the JSON form, as watchkeeper.sdk.http sends it without binary
         text = json.dumps(wire.to_json(batch), allow_nan=False, separators=(",", ":"))
         return gzip.compress(text.encode(), compresslevel=5, mtime=0)
+
+    def read_binary(body: bytes) -> Any:  # ... and with a binary one
+        header, payload = wire.split_binary(body, max_body)
+        return IngestBatch.model_validate_json(header, context={"sizes": True}).to_batch(payload)
 
     def check_profiles(batch: Any) -> None:  # what the ingest route does before writing
         for log in batch.profiles:
@@ -745,68 +765,88 @@ def breakdown(tpl: dict[str, Any], cfg: argparse.Namespace, kinds: list[str], wo
             for k in range(first, first + n)
         ]
 
+    sizes: dict[str, float] = {}
     for kind in kinds:
         with store_uri(kind, work / f"breakdown-{kind}") as uri, Store(uri) as store:
             run_id = f"breakdown-{kind}"
             store.write(Batch(runs=[RunStart(run_id, PROJECT, run_id, time.time())]))
             if kind == kinds[0]:
-                bodies = timed("client: to_json + json.dumps + gzip", encode, batches(run_id, 0))
-                texts = timed("server: gunzip", gzip.decompress, bodies)
-                docs = timed("server: json.loads", json.loads, texts)
-                models = timed("server: IngestBatch validation", IngestBatch.model_validate, docs)
-                decoded = timed("server: to_batch()", lambda m: m.to_batch(), models)
+                jsons = timed("client: JSON form (to_json, json.dumps, gzip 5)", encode, batches(run_id, 0))
+                binaries = timed("client: binary form (wire.to_binary)", wire.to_binary, batches(run_id, 0))
+                sizes = {"json": len(jsons[0]) / 1024, "binary": len(binaries[0]) / 1024}
+                text = [gzip.decompress(b) for b in jsons]
+                timed("server JSON: gunzip", gzip.decompress, jsons)
+                docs = timed(
+                    "server JSON: validation (base64 decoded once)", IngestBatch.model_validate_json, text
+                )
+                timed("server JSON: to_batch()", lambda m: m.to_batch(), docs)
+                frames = timed(
+                    "server binary: split_binary", lambda b: wire.split_binary(b, max_body), binaries
+                )
+                docs = timed(
+                    "server binary: header validation",
+                    lambda f: IngestBatch.model_validate_json(f[0], context={"sizes": True}),
+                    frames,
+                )
+                decoded = timed(
+                    "server binary: to_batch(payload)",
+                    lambda x: x[0].to_batch(x[1][1]),
+                    list(zip(docs, frames, strict=True)),
+                )
                 timed("server: Profile.from_bytes of each profile", check_profiles, decoded)
             else:
-                bodies = [encode(b) for b in batches(run_id, 0)]
-                decoded = [
-                    IngestBatch.model_validate(json.loads(gzip.decompress(b))).to_batch() for b in bodies
-                ]
+                decoded = [read_binary(wire.to_binary(b)) for b in batches(run_id, 0)]
             timed(f"server: Store.write ({kind})", store.write, decoded)
             # the whole app (body middleware, FastAPI, the route) in this process, without sockets
             with TestClient(create_app(store)) as client:
+                for form, headers, enc, first in (
+                    ("JSON", GZIP_JSON, encode, n),
+                    ("binary", {"content-type": wire.BINARY_TYPE}, wire.to_binary, 2 * n),
+                ):
 
-                def post(body: bytes, client: Any = client) -> None:
-                    r = client.post("/api/v1/ingest", content=body, headers=GZIP_JSON)
-                    if r.status_code != 200 or not r.json()["applied"]:
-                        raise RuntimeError(f"ingest answered {r.status_code}: {r.text[:500]}")
+                    def post(body: bytes, client: Any = client, headers: dict[str, str] = headers) -> None:
+                        r = client.post("/api/v1/ingest", content=body, headers=headers)
+                        if r.status_code != 200 or not r.json()["applied"]:
+                            raise RuntimeError(f"ingest answered {r.status_code}: {r.text[:500]}")
 
-                bodies = [encode(b) for b in batches(run_id, n)]
-                timed(f"whole app in process, TestClient ({kind})", post, bodies)
-    body_kib = len(bodies[0]) / 1024
+                    bodies = [enc(b) for b in batches(run_id, first)]
+                    timed(f"whole app in process, {form}, TestClient ({kind})", post, bodies)
     print(
         f"\nWhere the time goes, per batch ({per_batch} profiles of {len(data) / 1024:.0f} KiB, "
-        f"{per_batch * cfg.samples_per_profile} sample rows; gzip body {body_kib:.0f} KiB), "
-        f"in one process, mean of {n} batches:"
+        f"{per_batch * cfg.samples_per_profile} sample rows; body {sizes['json']:.0f} KiB as gzip JSON, "
+        f"{sizes['binary']:.0f} KiB binary), in one process, mean of {n} batches:"
     )
-    print(f"  {'':<50} {'wall ms':>8} {'CPU ms':>8} {'CPU ms/profile':>15}")
+    print(f"  {'':<58} {'wall ms':>8} {'CPU ms':>8} {'CPU ms/profile':>15}")
     for name, (wall, cpu) in steps.items():
-        print(f"  {name:<50} {wall:8.1f} {cpu:8.1f} {cpu / per_batch:15.2f}")
-    common = sum(
-        cpu for name, (_, cpu) in steps.items() if name.startswith("server:") and "write" not in name
-    )
-    for kind in kinds:
-        total = common + steps[f"server: Store.write ({kind})"][1]
-        print(
-            f"  server steps with {kind}: {total:.1f} ms CPU per batch (PostgreSQL's own work not counted), "
-            f"so one core takes at most {per_batch * 1e3 / total:,.0f} profiles/s without HTTP"
+        print(f"  {name:<58} {wall:8.1f} {cpu:8.1f} {cpu / per_batch:15.2f}")
+    for form in ("JSON", "binary"):
+        common = sum(
+            cpu for name, (_, cpu) in steps.items() if name.startswith((f"server {form}:", "server: Profile"))
         )
+        for kind in kinds:
+            total = common + steps[f"server: Store.write ({kind})"][1]
+            print(
+                f"  server steps, {form} form, {kind}: {total:.1f} ms CPU per batch (PostgreSQL's own work "
+                f"not counted), so one core takes at most {per_batch * 1e3 / total:,.0f} profiles/s "
+                "without HTTP"
+            )
     if "sqlite" in kinds:
         with store_uri("sqlite", work / "breakdown-profile") as uri, Store(uri) as store:
             run_id = "breakdown-cprofile"
             store.write(Batch(runs=[RunStart(run_id, PROJECT, run_id, time.time())]))
-            bodies = [encode(b) for b in batches(run_id, 0)]
+            bodies = [wire.to_binary(b) for b in batches(run_id, 0)]
             prof = cProfile.Profile()
             prof.enable()
             for body in bodies:
-                batch = IngestBatch.model_validate(json.loads(gzip.decompress(body))).to_batch()
+                batch = read_binary(body)
                 check_profiles(batch)
                 store.write(batch)
             prof.disable()
-        text = io.StringIO()
-        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(12)
-        lines = [ln for ln in text.getvalue().splitlines() if ln.strip()]
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+        lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
         start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
-        print("\n  cProfile of the server steps (SQLite), by own time:")
+        print("\n  cProfile of the server steps (binary form, SQLite), by own time:")
         for ln in lines[start : start + 13]:
             print("  " + ln)
 

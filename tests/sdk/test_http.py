@@ -21,9 +21,19 @@ import pytest
 
 import watchkeeper as wk
 from watchkeeper.errors import StoreError
-from watchkeeper.profile import Profile
+from watchkeeper.profile import Profile, profile
 from watchkeeper.sdk.spool import Sent, Spool
-from watchkeeper.store import ArtifactFile, ArtifactLog, Batch, Points, RunStart, RunUpdate, Store, wire
+from watchkeeper.store import (
+    ArtifactFile,
+    ArtifactLog,
+    Batch,
+    Points,
+    ProfileLog,
+    RunStart,
+    RunUpdate,
+    Store,
+    wire,
+)
 
 httpx = pytest.importorskip("httpx", reason="the HTTP transport needs httpx (the dev extra)")
 pytest.importorskip("fastapi", reason="the server needs fastapi (the dev extra)")
@@ -527,3 +537,95 @@ def test_blob_and_artifact_routes_check_content_scope_and_names(store_uri, tmp_p
             run.use_artifact("nope")
         run.finish()
     store.close()
+
+
+# -- the binary body form --------------------------------------------------------------------------------
+
+
+def _profiles_batch(run: str = "r1") -> Batch:
+    data = profile({"x": [1.0, 2.0]}).to_bytes()
+    return Batch(profiles=[ProfileLog("p", "model:m@1", "window", 0.0, 60.0, 2, data, 1, run)])
+
+
+class Recording(httpx.HTTPTransport):
+    """The network transport, keeping each request's Content-Type."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.types: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/ingest":
+            self.types.append(request.headers.get("content-type", ""))
+        return super().handle_request(request)
+
+
+def test_profile_batches_go_binary_once_the_server_lists_the_form_and_are_stored_alike(server, tmp_path):
+    recording = Recording()
+    transport = HttpTransport(server.url, spool_dir=tmp_path / "spool", http_transport=recording)
+    start = Batch(runs=[RunStart(id="r1", project="p", name="n", created_at=1.0)])
+    first, second = _profiles_batch(), _profiles_batch()
+    for batch in (start, first, _points(), second):
+        assert transport.send(batch).applied is True
+    # the first answer taught it the form; points carry no bytes and stay gzip JSON
+    assert recording.types == ["application/json", wire.BINARY_TYPE, "application/json", wire.BINARY_TYPE]
+    assert transport.send(first).applied is False  # a resend of the same id, in the binary form
+    stored = server.store.profiles.windows("p", "model:m@1")
+    assert [w.data for w in stored] == [first.profiles[0].data, second.profiles[0].data]
+    transport.close()
+
+
+class OldServer(FakeServer):
+    """A server that does not read the binary form (FastAPI answers a body it cannot parse with 422), but a
+    scripted first answer says it does."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.headers["content-type"] == wire.BINARY_TYPE:
+            return httpx.Response(422, json={"detail": [{"field": "body", "message": "not a dict"}]})
+        doc = json.loads(gzip.decompress(request.content))
+        headers = {"accept-post": f"application/json, {wire.BINARY_TYPE}"} if len(self.requests) == 1 else {}
+        return httpx.Response(200, json={"id": doc["id"], "applied": True}, headers=headers)
+
+
+def test_a_binary_body_the_server_cannot_read_is_sent_again_as_json_and_the_form_dropped(tmp_path):
+    fake = OldServer([200])
+    transport = _transport(fake, tmp_path)
+    assert transport.send(_points()).applied is True  # answered with Accept-Post listing the binary form
+    batch = _profiles_batch()
+    assert transport.send(batch).applied is True
+    types = [r.headers["content-type"] for r in fake.requests]
+    assert types == ["application/json", wire.BINARY_TYPE, "application/json"]
+    assert json.loads(gzip.decompress(fake.requests[2].content)) == json.loads(
+        json.dumps(wire.to_json(batch))
+    )
+    assert transport.send(_profiles_batch()).applied is True  # no Accept-Post since: JSON only
+    assert fake.requests[3].headers["content-type"] == "application/json"
+    transport.close()
+
+
+def test_a_batch_refused_in_both_forms_raises_and_a_spooled_one_is_gzip_json(tmp_path):
+    fake = FakeServer([200, 422, 422, httpx.ConnectError("refused")])
+    original = fake.__call__
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        r = original(request)
+        if r.status_code == 200:  # the first answer lists the binary form
+            r.headers["accept-post"] = f"application/json, {wire.BINARY_TYPE}"
+        return r
+
+    transport = HttpTransport(
+        "http://wk.invalid:8080",
+        spool_dir=tmp_path / "spool",
+        retries=1,
+        http_transport=httpx.MockTransport(answer),
+    )
+    assert transport.send(_points()).applied is True
+    with pytest.raises(StoreError, match=r"refused it \(HTTP 422: scripted 422\)"):
+        transport.send(_profiles_batch())
+    assert [r.headers["content-type"] for r in fake.requests[1:]] == [wire.BINARY_TYPE, "application/json"]
+    batch = _profiles_batch()
+    assert transport.send(batch).applied is False  # the server is away: spooled
+    (path,) = transport.spool.pending()
+    assert json.loads(gzip.decompress(path.read_bytes())) == json.loads(json.dumps(wire.to_json(batch)))
+    transport._client.close()

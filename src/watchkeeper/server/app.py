@@ -17,13 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.models import OpenAPI
 from fastapi.responses import JSONResponse
 
 from watchkeeper._version import __version__
 from watchkeeper.server.auth import Principal
 from watchkeeper.server.body import DEFAULT_MAX_BODY, BodyLimit
-from watchkeeper.server.schema import HealthOut, ValidationProblem
+from watchkeeper.server.schema import HealthOut, IngestBatch, ValidationProblem
 from watchkeeper.store import Store
 
 
@@ -45,7 +47,9 @@ def create_app(
     )
     app.state.store = store
     app.state.verify_token = verify_token
+    app.state.max_body = max_body
     app.include_router(ingest.router)
+    app.state.run_projects = ingest.RunProjects()
     app.include_router(artifacts.router)
     app.include_router(query.router)
     app.state.traffic_totals = metrics.TrafficTotals(store)
@@ -59,7 +63,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _with_our_422(fastapi_openapi())
+            app.openapi_schema = _with_ingest_batch(_with_our_422(fastapi_openapi()))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -101,6 +105,18 @@ def _with_our_422(doc: dict[str, Any]) -> dict[str, Any]:
     schemas["HTTPValidationError"] = ours
     schemas.pop("ValidationError", None)
     return doc
+
+
+def _with_ingest_batch(doc: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the schema of the ingest route's JSON body, :class:`IngestBatch`, which the
+    route declares by reference: it reads its body itself, in the JSON or the binary form."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    ours = IngestBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(ours.pop("$defs", {}))
+    schemas["IngestBatch"] = ours
+    doc["components"]["schemas"] = dict(sorted(schemas.items()))
+    # through FastAPI's own model of the document, as FastAPI renders the schemas it generates itself
+    return jsonable_encoder(OpenAPI(**doc), by_alias=True, exclude_none=True)
 
 
 def _path(loc: tuple | list) -> str:

@@ -7,6 +7,11 @@ here are the store's (column lengths and integer widths, no NUL character, which
 text), so what validates here is also what every backend can store. ``IngestBatch.to_batch()`` gives the
 store's Batch.
 
+The same models validate the header of the binary form (:data:`watchkeeper.store.wire.BINARY_TYPE`), with
+the validation context ``{"sizes": True}``: there a profile's ``data`` and a blob's value are their sizes in
+the payload, and ``to_batch(payload)`` cuts the payload into them. Profile bytes are decoded from base64 once,
+while validating, and kept as bytes.
+
 Errors: 422 answers ``{"detail": [{"field": ..., "message": ...}]}`` (:class:`ValidationProblem`; a check
 against the store's contents may answer one message that starts with the field); every other 4xx and 503
 answers ``{"detail": "message"}`` (:class:`Problem`). :func:`problems` declares them on a route.
@@ -19,9 +24,19 @@ import binascii
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from watchkeeper.store import Batch, wire
+from watchkeeper.store import Batch, SampleRows, wire
 from watchkeeper.store.schema import series
 from watchkeeper.store.signals import labels_key
 
@@ -46,6 +61,33 @@ Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 MAX_LABELS_KEY: int = series.c.labels_key.type.length
 """The most characters a label set may take as ``k=v`` pairs (the store's ``labels_key`` column)."""
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _bytes_in(what: str) -> Any:
+    """A validator of bytes sent as base64 in the JSON form, or as a size in the binary form's header."""
+
+    def validate(value: Any, info: ValidationInfo) -> bytes | int:
+        if info.context and info.context.get("sizes"):
+            if type(value) is int and value >= 0:
+                return value
+            raise ValueError(f"expected the size in bytes of the {what} in the payload, got {value!r:.80}")
+        if not isinstance(value, str):
+            raise ValueError(f"expected the {what} as a base64 string, got {type(value).__name__}")
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"expected base64: {exc}") from None
+
+    return validate
+
+
+ProfileData = Annotated[
+    bytes | int,
+    PlainValidator(_bytes_in("profile")),
+    WithJsonSchema({"type": "string", "description": "The profile's bytes (Profile.to_bytes()), base64"}),
+]
+"""Bytes once validated: decoded from base64 once (the JSON form), or a size until ``to_batch`` (binary)."""
+BlobData = Annotated[bytes | int, PlainValidator(_bytes_in("blob")), WithJsonSchema({"type": "string"})]
 
 
 class _Record(BaseModel):
@@ -168,7 +210,7 @@ class ProfileLogIn(_Record):
     window_start: Time
     window_end: Time
     rows: Count
-    data: str = Field(description="The profile's bytes (Profile.to_bytes()), base64")
+    data: ProfileData
     format_version: Annotated[int, Field(ge=1, le=2**15 - 1)] = 1
     run_id: RunId | None = None
     reference: (
@@ -179,15 +221,6 @@ class ProfileLogIn(_Record):
         ]
         | None
     ) = Field(default=None, description="(model, version, name)")
-
-    @field_validator("data")
-    @classmethod
-    def _base64(cls, v: str) -> str:
-        try:
-            base64.b64decode(v, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(f"expected base64: {exc}") from None
-        return v
 
     @model_validator(mode="after")
     def _window(self) -> ProfileLogIn:
@@ -236,18 +269,14 @@ class IngestBatch(_Record):
     profiles: list[ProfileLogIn] = []
     predictions: list[PredictionRowsIn] = []
     labels: list[LabelRowsIn] = []
-    blobs: dict[str, str] = Field(default={}, description="sha256 hex digest -> content, base64")
+    blobs: dict[str, BlobData] = Field(default={}, description="sha256 hex digest -> content, base64")
 
     @field_validator("blobs")
     @classmethod
-    def _blobs(cls, v: dict[str, str]) -> dict[str, str]:
-        for digest, data in v.items():
+    def _blobs(cls, v: dict[str, bytes | int]) -> dict[str, bytes | int]:
+        for digest in v:
             if not _DIGEST.match(digest):
                 raise ValueError(f"blob key {digest[:80]!r}: expected a sha256 as 64 lowercase hex digits")
-            try:
-                base64.b64decode(data, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError(f"blob {digest}: expected base64: {exc}") from None
         return v
 
     def projects(self) -> set[str]:
@@ -257,8 +286,62 @@ class IngestBatch(_Record):
             out.update(r.project for r in getattr(self, key))
         return out
 
-    def to_batch(self) -> Batch:
-        return wire.from_json(self.model_dump(exclude={"wire"}))
+    def to_batch(self, payload: memoryview | bytes | None = None) -> Batch:
+        """The store's Batch; ``payload``: the binary form's payload, which a header validated with the
+        context ``{"sizes": True}`` describes (:class:`BatchProblem` when its sizes do not fit it)."""
+        profiles = [p.model_dump() for p in self.profiles]
+        blobs: dict[str, Any] = dict(self.blobs)
+        if payload is not None:
+            _cut(payload, profiles, blobs)
+        batch = Batch(id=self.id, blobs=blobs)
+        for key in ("runs", "run_updates", "points", "artifacts", "predictions", "labels"):
+            records = getattr(self, key)
+            if records:
+                setattr(batch, key, [_record(key, i, r.model_dump()) for i, r in enumerate(records)])
+        batch.profiles = [_record("profiles", i, p) for i, p in enumerate(profiles)]
+        # rows stay as they came (the store keeps cells encoded): no copy, no decoding
+        batch.samples = [SampleRows(s.project, s.key, s.t, s.rows, s.run_id, s.step) for s in self.samples]
+        return batch
+
+
+def _record(key: str, i: int, doc: dict[str, Any]) -> Any:
+    try:
+        return wire.record_from_json(key, doc)
+    except wire.UndecodableValue as exc:
+        raise BatchProblem(f"{key}[{i}].{exc.field}", f"expected a tagged value, {exc.reason}") from None
+
+
+class BatchProblem(ValueError):
+    """A validated document that still cannot become a Batch: the sizes in a binary header that do not fit
+    its payload, or a tagged value that is not one; ``field`` names the first record at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _cut(payload: memoryview | bytes, profiles: list[dict[str, Any]], blobs: dict[str, Any]) -> None:
+    """Replace the sizes in ``profiles`` (dumped records) and ``blobs`` with their bytes from ``payload``."""
+    view = memoryview(payload)
+    offset = 0
+    wanted = [(f"profiles[{i}].data", p, "data") for i, p in enumerate(profiles)]
+    wanted += [(f"blobs.{d}", blobs, d) for d in blobs]
+    for field, holder, key in wanted:
+        size = holder[key]
+        if not isinstance(size, int):
+            raise BatchProblem(field, "expected a size in the binary form's header, got bytes")
+        if offset + size > len(view):
+            raise BatchProblem(
+                field,
+                f"its {size} bytes start at byte {offset} of the payload, which has only {len(view)}",
+            )
+        holder[key] = bytes(view[offset : offset + size])
+        offset += size
+    if offset != len(view):
+        raise BatchProblem(
+            "body", f"the payload has {len(view)} bytes, the header's sizes add up to {offset}"
+        )
 
 
 class IngestResult(BaseModel):
@@ -297,7 +380,7 @@ _PROBLEMS = {
     403: "The token may not read, or write, that project",
     404: "No such run, artifact or file",
     413: "The body is over the server's limit (counted after decompression)",
-    415: "A Content-Encoding other than gzip, deflate or identity",
+    415: "A Content-Encoding other than gzip, deflate or identity, or a Content-Type the route does not read",
     422: "Input that does not validate, with the fields at fault",
     503: "The store cannot be reached; retry later",
 }

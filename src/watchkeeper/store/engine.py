@@ -22,6 +22,8 @@ from watchkeeper.errors import StoreError
 
 DEFAULT_DIR = ".watchkeeper"
 BUSY_TIMEOUT_MS = 60_000
+POOL_SIZE = 10
+"""Connections an engine keeps open once it has needed them (opened on demand, not up front)."""
 
 
 def default_uri() -> str:
@@ -37,10 +39,19 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(url.database)
 
 
-def _dumps(value: Any) -> str:
-    # JSON has no NaN: values are tagged by watchkeeper.store.codec before they get here, so a NaN at this
-    # point is a bug that must surface rather than be written as invalid JSON.
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+# one encoder: json.dumps with options builds a new encoder on every call, which cost about a third of the
+# time of serialising a sampled request row
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
+def json_text(value: Any) -> str:
+    """The stored text of a JSON column's value. JSON has no NaN: values are tagged by
+    watchkeeper.store.codec before they get here, so a NaN at this point is an error (``ValueError``) that
+    must surface rather than be written as invalid JSON; ``TypeError`` for a value JSON cannot hold."""
+    return _ENCODER.encode(value)
+
+
+_dumps = json_text
 
 
 def create_engine(uri: str) -> Engine:
@@ -59,7 +70,12 @@ def create_engine(uri: str) -> Engine:
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
         try:
-            return sa.create_engine(url, json_serializer=_dumps, pool_pre_ping=True)
+            # SQLAlchemy's default pool keeps 5 connections: under a server's 8 concurrent requests it closed
+            # and reopened a connection (a new PostgreSQL backend) for most requests past the fifth. The
+            # most connections per process stays 15, as with the default.
+            return sa.create_engine(
+                url, json_serializer=_dumps, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=5
+            )
         except ModuleNotFoundError as exc:
             raise StoreError(
                 "PostgreSQL needs the psycopg driver: pip install 'watchkeeper[postgres]'"
@@ -78,10 +94,13 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         )
     else:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # pooled connections keep their page cache; one closed as overflow took it along
         engine = sa.create_engine(
             url,
             json_serializer=_dumps,
             connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            pool_size=POOL_SIZE,
+            max_overflow=20,
         )
 
     @sa.event.listens_for(engine, "connect")
@@ -138,3 +157,26 @@ def positional_insert(dialect: sa.Dialect, table: sa.Table, columns: tuple[str, 
     cols = ", ".join(prep.quote(c) for c in columns)
     marks = ", ".join([mark] * len(columns))
     return f"INSERT INTO {prep.format_table(table)} ({cols}) VALUES ({marks})"
+
+
+def bulk_insert(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert ``rows`` (plain tuples in the order of ``columns``, JSON columns as their text) in the
+    connection's transaction: ``COPY ... FROM STDIN`` on PostgreSQL, which took a third of the time of an
+    executemany of 80 sampled request rows; an executemany of :func:`positional_insert` elsewhere. A driver
+    error is raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``, ...), as ``execute`` would."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        conn.exec_driver_sql(positional_insert(conn.dialect, table, columns), rows)
+        return
+    prep = conn.dialect.identifier_preparer
+    sql = f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c) for c in columns)}) FROM STDIN"
+    dbapi = conn.connection.dbapi_connection
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise sa.exc.DBAPIError.instance(
+            sql, None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from exc

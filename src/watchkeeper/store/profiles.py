@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from watchkeeper.store.batch import ProfileLog
-from watchkeeper.store.engine import insert_ignore
+from watchkeeper.store.engine import insert_ignore, positional_insert
 from watchkeeper.store.schema import model_versions, profiles, projects, references
 
 if TYPE_CHECKING:
@@ -136,8 +136,41 @@ def _stored(row: sa.Row) -> StoredProfile:
     )
 
 
+_COLUMNS = (
+    "project_id",
+    "subject",
+    "run_id",
+    "kind",
+    "window_start",
+    "window_end",
+    "rows",
+    "format_version",
+    "data",
+)
+
+
 def write_profiles(store: Store, conn: sa.Connection, logs: list[ProfileLog]) -> None:
+    # profiles that no reference names need no id back: one executemany over plain tuples
+    plain = [
+        (
+            store.project_id(conn, log.project),
+            log.subject,
+            log.run_id,
+            log.kind,
+            log.window_start,
+            log.window_end,
+            log.rows,
+            log.format_version,
+            log.data,
+        )
+        for log in logs
+        if log.reference is None
+    ]
+    if plain:
+        conn.exec_driver_sql(positional_insert(conn.dialect, profiles, _COLUMNS), plain)
     for log in logs:
+        if log.reference is None:
+            continue
         project_id = store.project_id(conn, log.project)
         profile_id = conn.execute(
             profiles.insert()
@@ -154,8 +187,6 @@ def write_profiles(store: Store, conn: sa.Connection, logs: list[ProfileLog]) ->
             )
             .returning(profiles.c.id)
         ).scalar_one()
-        if log.reference is None:
-            continue
         model, version, name = log.reference
         now = time.time()
         conn.execute(

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from watchkeeper.store import codec
 from watchkeeper.store.batch import SampleRows
+from watchkeeper.store.engine import bulk_insert, json_text
 from watchkeeper.store.schema import profiles, projects, samples
 
 if TYPE_CHECKING:
@@ -238,21 +239,36 @@ def _sample(r: sa.Row) -> SampleRow:
     )
 
 
-def write_samples(store: Store, conn: sa.Connection, batches: list[SampleRows]) -> None:
-    rows: list[dict] = []
-    for s in batches:
+_COLUMNS = ("project_id", "run_id", "key", "step", "t", "row_index", "data")
+
+
+def encode_samples(batches: list[SampleRows]) -> list[list[str]]:
+    """The stored JSON text of every row, per record: done before the write transaction (it is most of the
+    cost of writing samples, and needs no lock); ``ValueError`` naming the row JSON cannot hold."""
+    out = []
+    for i, s in enumerate(batches):
+        try:
+            out.append(list(map(json_text, s.rows)))
+        except (TypeError, ValueError):
+            for j, row in enumerate(s.rows):
+                try:
+                    json_text(row)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(
+                        f"samples[{i}].rows[{j}]: {exc} (expected JSON values; NaN and infinity are stored "
+                        'tagged, {"$float": "nan"})'
+                    ) from exc
+            raise
+    return out
+
+
+def write_samples(
+    store: Store, conn: sa.Connection, batches: list[SampleRows], texts: list[list[str]]
+) -> None:
+    """Insert the rows of ``batches``, whose JSON ``texts`` :func:`encode_samples` made, in one bulk insert
+    of plain tuples (SQLAlchemy's per-row parameter handling cost as much as the insert)."""
+    rows: list[tuple] = []
+    for s, encoded in zip(batches, texts, strict=True):
         project_id = store.project_id(conn, s.project)
-        for i, data in enumerate(s.rows):
-            rows.append(
-                {
-                    "project_id": project_id,
-                    "run_id": s.run_id,
-                    "key": s.key,
-                    "step": s.step,
-                    "t": s.t,
-                    "row_index": i,
-                    "data": data,
-                }
-            )
-    if rows:
-        conn.execute(samples.insert(), rows)
+        rows.extend((project_id, s.run_id, s.key, s.step, s.t, i, text) for i, text in enumerate(encoded))
+    bulk_insert(conn, samples, _COLUMNS, rows)
