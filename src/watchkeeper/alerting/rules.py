@@ -41,6 +41,7 @@ import yaml
 from watchkeeper.alerting import template
 from watchkeeper.alerting.expr import Expr, ExprError, parse
 from watchkeeper.alerting.model import Matcher
+from watchkeeper.alerting.parse import parse_duration as _parse_duration_literal
 
 RULE_KEYS = frozenset(
     {
@@ -63,23 +64,21 @@ ROUTE_KEYS = frozenset(
 SEVERITIES = ("info", "warning", "critical")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.\-]*$")
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def parse_duration(value: Any) -> float:
-    """``90s``, ``5m``, ``1h30m``, ``7d`` or a number of seconds: seconds as a float, else ValueError."""
+    """``90s``, ``5m``, ``1h30m``, ``7d`` (the expressions' duration literals) or a number of seconds:
+    seconds as a float, else ValueError."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
+        if not value >= 0:
             raise ValueError(f"expected a duration of 0 or more, got {value!r}")
         return float(value)
-    text = str(value).strip()
-    parts = _DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {value!r}")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    try:
+        return _parse_duration_literal(str(value).strip())
+    except ExprError:
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h30m, got {value!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
