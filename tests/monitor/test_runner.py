@@ -14,11 +14,12 @@ import pytest
 
 from watchkeeper.monitor import ops
 from watchkeeper.monitor.base import Derived, WindowContext
-from watchkeeper.monitor.runner import GAP_WAIT, HEALTH_SUBJECT, RELABEL_EVERY, MonitorRunner, parse_subject
+from watchkeeper.monitor.runner import GAP_WAIT, HEALTH_SUBJECT, RELABEL_EVERY, MonitorRunner
 from watchkeeper.profile import Profile, Traffic, profile
 from watchkeeper.sdk import watcher as watch_mod
 from watchkeeper.sdk.watcher import Watcher
 from watchkeeper.store import Batch, LabelRows, PredictionRows, ProfileLog, RunStart, Store
+from watchkeeper.store.profiles import parse_model_subject as parse_subject
 
 RNG = np.random.default_rng(41)
 T0 = 1_700_000_040.0  # a minute boundary

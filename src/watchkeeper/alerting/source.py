@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from watchkeeper.alerting.model import Matcher, RangeSeries
+from watchkeeper.store.profiles import parse_model_subject
 
 if TYPE_CHECKING:
     from watchkeeper.store.store import Store
@@ -78,9 +79,9 @@ class MemorySource:
 def subject_labels(subject: str, run_id: str | None) -> dict[str, str]:
     """The labels a series' subject gives it: ``model`` and ``version`` for a deployment
     (``model:fraud-clf@1.3.0``), ``run`` for a run's own scalars, else ``subject``."""
-    if subject.startswith("model:") and "@" in subject:
-        model, _, version = subject[len("model:") :].rpartition("@")
-        return {"model": model, "version": version}
+    deployment = parse_model_subject(subject)
+    if deployment is not None:
+        return {"model": deployment[0], "version": deployment[1]}
     if run_id is not None and subject == run_id:
         return {"run": run_id}
     return {"subject": subject}

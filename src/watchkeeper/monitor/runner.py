@@ -54,7 +54,7 @@ from watchkeeper.monitor.base import Derived, Monitor, MonitorSettings, WindowCo
 from watchkeeper.profile import Profile
 from watchkeeper.store.batch import Batch, Points
 from watchkeeper.store.engine import insert_ignore
-from watchkeeper.store.profiles import ReferenceInfo
+from watchkeeper.store.profiles import ReferenceInfo, parse_model_subject
 from watchkeeper.store.runs import RunInfo
 from watchkeeper.store.schema import model_versions, monitor_state, profiles, projects
 from watchkeeper.store.store import Store
@@ -129,16 +129,6 @@ def default_monitors() -> dict[str, Monitor]:
             continue
         out[name] = fn
     return out
-
-
-def parse_subject(subject: str) -> tuple[str, str] | None:
-    """``(model, version)`` of a deployment subject ``model:<model>@<version>``; None for another subject."""
-    if not subject.startswith("model:"):
-        return None
-    model, at, version = subject[len("model:") :].rpartition("@")
-    if not at or not model:
-        return None
-    return model, version
 
 
 def points_of(project: str, subject: str, t: float, derived: Iterable[Derived]) -> list[Points]:
@@ -297,7 +287,7 @@ class MonitorRunner:
                         for missing in range(self._cursor + 1, min(pid, self._cursor + 1 + MAX_GAPS)):
                             self._gaps[missing] = now
                     self._cursor = pid
-                if kind == "window" and parse_subject(subject) is not None:
+                if kind == "window" and parse_model_subject(subject) is not None:
                     key = WindowKey(project, subject, float(start), float(end))
                     self._pending[key] = None
                     self._label_since.setdefault((project, subject), now)
@@ -439,7 +429,7 @@ class MonitorRunner:
     # -- what a window is compared with ------------------------------------------------------------------
 
     def _context(self, key: WindowKey, merged: Profile | None, now: float) -> WindowContext:
-        parsed = parse_subject(key.subject)
+        parsed = parse_model_subject(key.subject)
         assert parsed is not None
         model, version = parsed
         base = self._baseline(key.project, model, version)

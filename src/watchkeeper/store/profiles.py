@@ -25,6 +25,16 @@ def model_subject(model: str, version: str) -> str:
     return f"model:{model}@{version}"
 
 
+def parse_model_subject(subject: str) -> tuple[str, str] | None:
+    """``(model, version)`` of a deployment subject ``model:<model>@<version>``; None for another subject."""
+    if not subject.startswith("model:"):
+        return None
+    model, at, version = subject[len("model:") :].rpartition("@")
+    if not at or not model:
+        return None
+    return model, version
+
+
 @dataclass(frozen=True, slots=True)
 class StoredProfile:
     id: int
