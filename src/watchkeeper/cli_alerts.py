@@ -193,38 +193,25 @@ def alerts_command(
     ] = None,
 ) -> None:
     """Alert instances and their states, as the engine last persisted them."""
-    import sqlalchemy as sa
-
-    from watchkeeper.store.schema import alert_rules, alert_states, projects
-
     if state is not None and state not in ("pending", "firing", "resolved", "inactive"):
         raise typer.BadParameter(
             f"expected pending, firing, resolved or inactive, got {state!r}", param_hint="--state"
         )
     store = _open(uri)
     try:
-        q = (
-            sa.select(alert_states, alert_rules.c.name.label("rule"), projects.c.name.label("project"))
-            .join(alert_rules, alert_rules.c.id == alert_states.c.rule_id)
-            .outerjoin(projects, projects.c.id == alert_rules.c.project_id)
-            .order_by(alert_rules.c.name, alert_states.c.labels_key)
-        )
-        if state is not None:
-            q = q.where(alert_states.c.state == state)
-        with store.connect() as conn:
-            rows = [r._mapping for r in conn.execute(q)]
+        rows = store.alerts.instances(None if state is None else [state])
     finally:
         store.close()
     if project is not None:
-        rows = [r for r in rows if (r["project"] or (r["labels"] or {}).get("project")) == project]
+        rows = [r for r in rows if r["owner"] == project]
     table = RichTable(title=f"{len(rows)} alert(s)")
     for col in ("rule", "state", "labels", "value", "since", "fired", "notified"):
         table.add_column(col)
     for r in rows:
-        labels = {k: v for k, v in (r["labels"] or {}).items() if k not in ("alertname",)}
+        labels = {k: v for k, v in r["labels"].items() if k != "alertname"}
         style = STATE_STYLE.get(r["state"], "")
         table.add_row(
-            escape(r["rule"]),
+            escape(r["rule_name"]),
             f"[{style}]{r['state']}[/{style}]" if style else r["state"],
             escape(", ".join(f"{k}={v}" for k, v in sorted(labels.items()))),
             "" if r["last_value"] is None else f"{r['last_value']:.4g}",

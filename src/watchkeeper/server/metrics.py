@@ -82,6 +82,7 @@ from fastapi.responses import Response
 from watchkeeper.profile import Profile, Usage
 from watchkeeper.server.auth import Principal, principal
 from watchkeeper.server.schema import problems
+from watchkeeper.store.profiles import parse_model_subject
 from watchkeeper.store.schema import profiles, projects
 
 if TYPE_CHECKING:
@@ -251,9 +252,9 @@ class Deployment:
     @property
     def labels(self) -> Labels:
         """``model`` and ``version`` from a subject ``model:<name>@<version>``; else the run id as ``run``."""
-        if self.subject.startswith("model:") and "@" in self.subject:
-            model, _, version = self.subject[len("model:") :].rpartition("@")
-            return (("project", self.project), ("model", model), ("version", version))
+        deployment = parse_model_subject(self.subject)
+        if deployment is not None:
+            return (("project", self.project), ("model", deployment[0]), ("version", deployment[1]))
         return (("project", self.project), ("run", self.subject))
 
 
@@ -419,42 +420,26 @@ MONITOR_FAMILIES: dict[str, tuple[str, str, str]] = {
 
 def monitoring_exposition(store: Store, can_read: Callable[[str], bool]) -> str:
     """The latest drift signals of every deployment and the pending or firing alerts, as gauges."""
-    from watchkeeper.store.schema import alert_rules, alert_states
-
     out = Exposition()
     for family, (signal, kind, help_text) in MONITOR_FAMILIES.items():
         out.family(family, kind, help_text)
         for info in store.signals.series(name=signal, stats=True):
-            if not info.subject.startswith("model:") or not can_read(info.project) or info.count == 0:
+            deployment = parse_model_subject(info.subject)
+            if deployment is None or not can_read(info.project) or info.count == 0:
                 continue
-            model, _, version = info.subject[len("model:") :].rpartition("@")
+            model, version = deployment
             labels = (("project", info.project), ("model", model), ("version", version))
-            labels += tuple(
-                sorted((k, v) for k, v in info.labels.items() if k not in ("project", "model", "version"))
-            )
+            extra = {_label_name(k): v for k, v in info.labels.items() if k not in dict(labels)}
+            labels += tuple(sorted(extra.items()))
             out.sample(family, labels, info.last)
     out.family(
         "watchkeeper_alerts", "gauge", "1 per pending or firing alert instance, as Prometheus' ALERTS."
     )
-    q = (
-        sa.select(alert_states.c.labels, alert_states.c.state, projects.c.name.label("project"))
-        .join(alert_rules, alert_rules.c.id == alert_states.c.rule_id)
-        .outerjoin(projects, projects.c.id == alert_rules.c.project_id)
-        .where(alert_states.c.state.in_(("pending", "firing")), alert_rules.c.enabled)
-        .order_by(alert_states.c.rule_id, alert_states.c.labels_key)
-    )
-    with store.connect() as conn:
-        rows = conn.execute(q).all()
-    for labels, state, project in rows:
-        labels = dict(labels or {})
-        owner = project or labels.get("project")
-        if owner is None or not can_read(owner):
+    for m in store.alerts.instances(("pending", "firing")):
+        if not m["enabled"] or m["owner"] is None or not can_read(m["owner"]):
             continue
-        out.sample(
-            "watchkeeper_alerts",
-            tuple(sorted({**{_label_name(k): v for k, v in labels.items()}, "alertstate": state}.items())),
-            1.0,
-        )
+        labels = {_label_name(k): v for k, v in m["labels"].items()}
+        out.sample("watchkeeper_alerts", tuple(sorted({**labels, "alertstate": m["state"]}.items())), 1.0)
     return out.text()
 
 

@@ -40,7 +40,7 @@ from watchkeeper.server.schema import (
 from watchkeeper.store import RunInfo, Store, codec
 from watchkeeper.store.runs import STATUSES
 from watchkeeper.store.samples import SCAN_LIMIT
-from watchkeeper.store.schema import alert_rules, alert_states, projects, runs
+from watchkeeper.store.schema import projects, runs
 
 router = APIRouter(prefix="/api/v1", tags=["query"], responses=problems(401, 503))
 
@@ -518,27 +518,9 @@ def alerts(
     who may read every project, or the project named by the series' ``project`` label."""
     if project is not None:
         who.check_read(project)
-    q = (
-        sa.select(
-            alert_states,
-            alert_rules.c.name.label("rule_name"),
-            alert_rules.c.spec,
-            alert_rules.c.enabled,
-            projects.c.name.label("project"),
-        )
-        .join(alert_rules, alert_rules.c.id == alert_states.c.rule_id)
-        .outerjoin(projects, projects.c.id == alert_rules.c.project_id)
-        .order_by(alert_rules.c.name, alert_states.c.labels_key)
-    )
-    if state is not None:
-        q = q.where(alert_states.c.state == state)
-    with _store(request).connect() as conn:
-        rows = conn.execute(q).all()
     out = []
-    for r in rows:
-        m = r._mapping
-        labels = dict(m["labels"] or {})
-        owner = m["project"] if m["project"] is not None else labels.get("project")
+    for m in _store(request).alerts.instances(None if state is None else [state]):
+        labels, owner = m["labels"], m["owner"]
         if project is not None and owner != project:
             continue
         if who.projects is not None and (owner is None or not who.can_read(owner)):

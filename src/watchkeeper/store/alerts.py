@@ -210,6 +210,31 @@ class AlertStates:
                     ],
                 )
 
+    def instances(self, states: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every stored alert instance with its rule, by rule name then labels: the state columns plus
+        ``rule_name``, ``spec``, ``enabled``, ``project`` (the rule's project, None for a global rule) and
+        ``owner`` (that project, else the instance's ``project`` label: who may see it)."""
+        q = (
+            sa.select(
+                alert_states,
+                alert_rules.c.name.label("rule_name"),
+                alert_rules.c.spec,
+                alert_rules.c.enabled,
+                projects.c.name.label("project"),
+            )
+            .join(alert_rules, alert_rules.c.id == alert_states.c.rule_id)
+            .outerjoin(projects, projects.c.id == alert_rules.c.project_id)
+            .order_by(alert_rules.c.name, alert_states.c.labels_key)
+        )
+        if states is not None:
+            q = q.where(alert_states.c.state.in_(list(states)))
+        with self._store.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        for r in rows:
+            r["labels"] = dict(r["labels"] or {})
+            r["owner"] = r["project"] if r["project"] is not None else r["labels"].get("project")
+        return rows
+
     # -- silences --------------------------------------------------------------------------------------
 
     def add_silence(
