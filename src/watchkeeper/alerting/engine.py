@@ -24,7 +24,6 @@ on its own threads. The clock is injectable, so rule tests run in milliseconds.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -37,6 +36,7 @@ from watchkeeper.alerting import template
 from watchkeeper.alerting.model import Alert, Matcher, Notification, Notifier, RangeSeries, SeriesSource
 from watchkeeper.alerting.rules import AlertRule, Route, RuleFileError, RuleSet, load_rules
 from watchkeeper.store.alerts import AlertState, Silence
+from watchkeeper.store.signals import labels_key
 
 if TYPE_CHECKING:
     from watchkeeper.alerting.dispatch import Delivery, Dispatcher
@@ -46,10 +46,6 @@ log = logging.getLogger("watchkeeper.alerting")
 
 RESOLVED_RETENTION = 7 * 86400.0
 """Resolved instances are kept this long for the dashboard's history, then dropped."""
-
-
-def labels_key(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
 
 
 # -- where states live ---------------------------------------------------------------------------------------
@@ -451,10 +447,13 @@ class AlertEngine:
             return []
         if not calls:
             return []
+        from watchkeeper.sdk.run import AlertLevel
+
         silences = backend.silences(active_at=now)
         sent = []
         for call in calls:
-            labels = {"alertname": call.title, "severity": _run_severity(call.level), "project": call.project}
+            level = AlertLevel.__members__.get(call.level.upper(), AlertLevel.INFO)
+            labels = {"alertname": call.title, "severity": level.value, "project": call.project}
             if call.run_id is not None:
                 labels["run"] = call.run_id
             if _silenced(labels, silences, None):
@@ -644,10 +643,6 @@ def _silenced(labels: Mapping[str, str], silences: list[Silence], project: str |
     return False
 
 
-def _run_severity(level: str) -> str:
-    return {"INFO": "info", "WARN": "warning", "ERROR": "critical"}.get(level.upper(), "info")
-
-
 def _or(value: float | None, default: float) -> float:
     # times may be 0.0 (rule tests start their clock there): never use `or` on them
     return default if value is None else value
@@ -669,8 +664,3 @@ def _problem(message: str) -> Any:
     from watchkeeper.alerting.rules import RuleProblem
 
     return RuleProblem(1, 1, message)
-
-
-def group_id(group_key: str) -> str:
-    """A short stable id of a group, for payloads that want one (Airflow's dag_run_id)."""
-    return hashlib.sha256(group_key.encode()).hexdigest()[:12]

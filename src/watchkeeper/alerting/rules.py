@@ -486,10 +486,8 @@ class _Checker:
             self.problem(node, f"{where}: {exc.message}", line, col)
             return None
         if self.known is not None:
-            exempt = _absent_only(expr)
-            for name in sorted(expr.metric_names() - self.known - exempt):
-                offset = _find_name(text, name)
-                line, col = self.position(node, *_line_col(text, offset))
+            for name in sorted(expr.metric_names() - self.known - expr.absent_names()):
+                line, col = self.position(node, *_line_col(text, _find_name(text, name)))
                 self.problem(
                     node,
                     f"{where}: no signal named {name!r} exists or is produced by a monitor "
@@ -524,16 +522,6 @@ def _kind(node: yaml.Node | None) -> str:
     if node is None:
         return "nothing"
     return repr(node.value)
-
-
-def _absent_only(expr: Expr) -> set[str]:
-    """Names read only inside ``absent(...)``: those may not exist yet, by design."""
-    names = getattr(expr, "absent_names", None)
-    if callable(names):
-        return set(names())
-    if expr.text.lstrip().startswith("absent("):
-        return set(expr.metric_names())
-    return set()
 
 
 def _find_name(text: str, name: str) -> int:
