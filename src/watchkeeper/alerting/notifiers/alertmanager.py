@@ -31,10 +31,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
-
 from watchkeeper.alerting.model import Alert, Notification, format_value
-from watchkeeper.alerting.notifiers.webhook import keep_for, origin, post_json, rfc3339
+from watchkeeper.alerting.notifiers.webhook import http_auth, keep_for, origin, post_json, rfc3339
 
 _VALID = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _INVALID_CHAR = re.compile(r"[^a-zA-Z0-9_]")
@@ -97,15 +95,12 @@ class AlertmanagerNotifier:
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if bearer_token and username:
-            raise ValueError("alertmanager: choose basic auth (username/password) or bearer_token, not both")
+        self._auth, self._headers = http_auth("alertmanager", username, password, bearer_token)
         self.name = name
         self.url = url.rstrip("/")
         self.resolve_timeout = resolve_timeout
         self.send_resolved = send_resolved
         self.timeout = timeout
-        self._auth = httpx.BasicAuth(username, password or "") if username else None
-        self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         self._clock = clock
 
     def __repr__(self) -> str:

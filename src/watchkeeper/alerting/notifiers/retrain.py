@@ -43,10 +43,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from watchkeeper.alerting.model import Alert, Notification, NotifyError
-from watchkeeper.alerting.notifiers.webhook import common_items, json_value, origin, post_json, rfc3339
+from watchkeeper.alerting.notifiers.webhook import (
+    common_items,
+    http_auth,
+    json_value,
+    origin,
+    post_json,
+    rfc3339,
+)
 
 TEMPLATE_VARIABLES = frozenset(
     {
@@ -184,8 +189,7 @@ class RetrainTrigger:
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if bearer_token and username:
-            raise ValueError("retrain: choose basic auth (username/password) or bearer_token, not both")
+        self._auth, self._headers = http_auth("retrain", username, password, bearer_token)
         if body_template is not None:
             check_template(body_template)
         self.name = name
@@ -195,8 +199,6 @@ class RetrainTrigger:
         self.body_template = body_template
         self.send_resolved = send_resolved
         self.timeout = timeout
-        self._auth = httpx.BasicAuth(username, password or "") if username else None
-        self._headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         self._clock = clock
 
     def __repr__(self) -> str:

@@ -98,6 +98,17 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def http_auth(
+    what: str, username: str | None, password: str | None, bearer_token: str | None
+) -> tuple[httpx.BasicAuth | None, dict[str, str]]:
+    """The ``auth`` and extra headers of :func:`post_json` for HTTP basic auth or a bearer token (not both:
+    a ValueError naming ``what``)."""
+    if bearer_token and username:
+        raise ValueError(f"{what}: choose basic auth (username/password) or bearer_token, not both")
+    auth = httpx.BasicAuth(username, password or "") if username else None
+    return auth, ({"Authorization": f"Bearer {bearer_token}"} if bearer_token else {})
+
+
 def post_json(
     url: str,
     body: bytes,
