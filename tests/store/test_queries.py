@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from watchkeeper.profile import profile
 from watchkeeper.store import Batch, Points, ProfileLog, RunStart, SampleRows
@@ -268,3 +269,73 @@ def test_sample_label_filter_reads_a_bounded_number_of_rows_in_python(store):
     assert _ids(capped) == ["req-5", "req-7"] and capped.truncated and not capped.scan_limited
     short = q(project="p", key="samples/predict", label="1", scan_limit=3)
     assert _ids(short) == ["req-5"] and short.scan_limited and short.scanned == 3
+
+
+def _check_against_numpy(got, t, v, width, start, end):
+    want = _numpy_buckets(t, v, width, start, end)
+    assert got.start.tolist() == sorted(want)
+    for i, s in enumerate(got.start.tolist()):
+        w = want[s]
+        assert (int(got.count[i]), int(got.nan[i])) == (w["count"], w["nan"]), s
+        for field in ("mean", "min", "max", "last"):
+            assert _same(float(getattr(got, field)[i]), w[field]), (s, field)
+
+
+def test_rolled_up_buckets_of_subject_series_agree_with_numpy_after_rewrites(store):
+    # three days of a monitor's 1-minute points, from before zero, with NaN runs and a NaN-only hour; then a
+    # monitor rewrites some windows (replace_points) and a late window arrives: the roll-ups follow the points
+    t = np.arange(-7200.0, 3 * 86400.0, 60.0)
+    v = RNG.normal(5, 2, t.size)
+    v[RNG.random(t.size) < 0.2] = np.nan
+    v[(t >= 36000) & (t < 39600)] = np.nan
+    _points(store, "model:m@1", "drift_score", t, v, labels={"feature": "x"})
+    redo = np.arange(100, 400) * 60.0
+    v2 = RNG.normal(50, 1, redo.size)
+    store.write(
+        Batch(
+            points=[
+                Points(
+                    "p",
+                    "model:m@1",
+                    ["drift_score"] * redo.size,
+                    [None] * redo.size,
+                    redo.tolist(),
+                    v2.tolist(),
+                    None,
+                    {"feature": "x"},
+                )
+            ],
+            replace_points=True,
+        )
+    )
+    v[np.isin(t, redo)] = v2
+    late = np.array([3 * 86400.0 + 30.0])
+    _points(store, "model:m@1", "drift_score", late, np.array([-3.0]), labels={"feature": "x"})
+    t, v = np.concatenate([t, late]), np.concatenate([v, [-3.0]])
+    (s,) = store.signals.series("p", subject="model:m@1", name="drift_score")
+    with store.connect() as conn:  # the roll-ups really exist (the answers below come from them)
+        n = conn.execute(
+            sa.text("SELECT COUNT(*) FROM point_rollups WHERE series_id = :s"), {"s": s.id}
+        ).scalar()
+    assert n == len(np.unique(np.floor(t / 600))) + len(np.unique(np.floor(t / 3600)))
+    for width, start, end in [
+        (3600.0, None, None),
+        (7200.0, -7200.0, 86400.0),
+        (1800.0, 600.0, 2 * 86400.0 + 1200.0),
+        (86400.0, None, None),
+    ]:
+        got = store.signals.buckets([s.id], width, start, end)[s.id]
+        lo = -math.inf if start is None else start
+        hi = math.inf if end is None else end
+        _check_against_numpy(got, t, v, width, lo, hi)
+    with pytest.raises(ValueError, match="bucket: .* more than the 10 allowed"):
+        store.signals.buckets([s.id], 3600.0, max_buckets=10)
+
+
+def test_unaligned_ranges_are_bucketed_from_the_points(store):
+    t = np.arange(0.0, 86400.0, 60.0)
+    v = RNG.normal(size=t.size)
+    _points(store, "model:m@1", "latency_p99_ms", t, v)
+    (s,) = store.signals.series("p", subject="model:m@1", name="latency_p99_ms")
+    got = store.signals.buckets([s.id], 3600.0, 1234.0, 50000.0)[s.id]  # start not aligned: from points
+    _check_against_numpy(got, t, v, 3600.0, 1234.0, 50000.0)
