@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.models import OpenAPI
 from fastapi.responses import JSONResponse
 
@@ -37,7 +38,7 @@ def create_app(
 ) -> FastAPI:
     """The server over ``store``. ``verify_token`` maps a bearer token to its principal (None: unknown);
     without it every request has full access (``--no-auth``)."""
-    from watchkeeper.server import artifacts, ingest, metrics, query
+    from watchkeeper.server import artifacts, dashboard, ingest, metrics, query, views
 
     app = FastAPI(
         title="watchkeeper",
@@ -54,6 +55,9 @@ def create_app(
     app.include_router(query.router)
     app.state.traffic_totals = metrics.TrafficTotals(store)
     app.include_router(metrics.router)
+    # the web dashboard: its pages' data, then the page and its files
+    app.include_router(views.router)
+    app.include_router(dashboard.router)
 
     @app.get("/api/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> dict[str, str]:
@@ -75,6 +79,8 @@ def create_app(
         return JSONResponse({"detail": errors}, status_code=422)
 
     app.add_middleware(BodyLimit, max_body=max_body)
+    # the dashboard's answers and plotly.js (4.8 MB, 1.4 MB gzipped) travel compressed to a browser that asks
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
     return app
 
 

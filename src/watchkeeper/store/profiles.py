@@ -7,6 +7,7 @@ are read back and merged by the layers above, so the store stays independent of 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -128,6 +129,39 @@ class Profiles:
             q = q.where(profiles.c.window_start < end)
         with self._store.connect() as conn:
             return [_stored(r) for r in conn.execute(q)]
+
+    def deployments(self, projects_in: Iterable[str] | None = None) -> list[Deployment]:
+        """Every subject with window profiles, per project (of ``projects_in``, or all): its window count
+        and time extent, by project then subject."""
+        p = profiles.c
+        q = (
+            sa.select(
+                projects.c.name,
+                p.subject,
+                sa.func.count(),
+                sa.func.min(p.window_start),
+                sa.func.max(p.window_end),
+            )
+            .join(projects, projects.c.id == p.project_id)
+            .where(p.kind == "window")
+            .group_by(projects.c.name, p.subject)
+            .order_by(projects.c.name, p.subject)
+        )
+        if projects_in is not None:
+            q = q.where(projects.c.name.in_(sorted(projects_in)))
+        with self._store.connect() as conn:
+            return [Deployment(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in conn.execute(q)]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """A subject that served traffic: its windows and their extent."""
+
+    project: str
+    subject: str
+    windows: int
+    first: float  # start of its first window
+    last: float  # end of its newest window
 
 
 def _stored(row: sa.Row) -> StoredProfile:

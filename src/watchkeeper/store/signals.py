@@ -440,8 +440,10 @@ def rollup_width(width: float, start: float | None = None, end: float | None = N
     """The widest of :data:`ROLLUP_WIDTHS` that divides ``width`` and to which ``start`` and ``end`` are
     aligned (buckets of ``width`` are then whole roll-up buckets); None when there is none.
 
-    >>> rollup_width(7200), rollup_width(1800, start=3000.0), rollup_width(1800, start=3001.0), rollup_width(60)
-    (3600, 600, None, None)
+    >>> rollup_width(7200), rollup_width(1800, start=3000.0), rollup_width(1800, start=3001.0)
+    (3600, 600, None)
+    >>> rollup_width(60) is None
+    True
     """
     for r in sorted(ROLLUP_WIDTHS, reverse=True):
         if width % r == 0 and all(x is None or x % r == 0 for x in (start, end)):
@@ -509,60 +511,100 @@ def _from_rollups(
 
 
 def refresh_rollups(conn: sa.Connection, spans: dict[int, tuple[float, float]]) -> None:
-    """Recompute, from the points, the roll-up rows of every bucket (at every width) that holds a time in
-    ``[lo, hi]`` of each series ``{series_id: (lo, hi)}``. Called by :func:`write_points` for subject series,
-    and by the migration that created the table."""
+    """Recompute the roll-up rows of every bucket (at every width) that holds a time in ``[lo, hi]`` of each
+    series ``{series_id: (lo, hi)}``: the finest width from the points, each coarser one from the roll-ups
+    of the width below it (so an hour reads six rows per series, not sixty points). Called by
+    :func:`write_points` for subject series, and by the migration that created the table."""
     if not spans:
         return
-    widest = max(ROLLUP_WIDTHS)
+    widths = sorted(ROLLUP_WIDTHS)
     by_span: dict[tuple[int, int], list[int]] = {}
-    for sid, (lo, hi) in spans.items():
-        by_span.setdefault((math.floor(lo / widest), math.floor(hi / widest)), []).append(sid)
+    for sid, (lo, hi) in spans.items():  # series written over the same buckets share their queries
+        by_span.setdefault((math.floor(lo / widths[-1]), math.floor(hi / widths[-1])), []).append(sid)
     r = point_rollups.c
-    for (k0, k1), sids in by_span.items():
-        lo_t, hi_t = k0 * widest, (k1 + 1) * widest  # whole buckets of every width (each divides the widest)
-        for w in ROLLUP_WIDTHS:
+    for sids in by_span.values():
+        lo = min(spans[s][0] for s in sids)
+        hi = max(spans[s][1] for s in sids)
+        finer: int | None = None  # the width just below w, once rolled up
+        for w in widths:
+            a, b = math.floor(lo / w), math.floor(hi / w) + 1  # the buckets [a, b) of width w to recompute
             conn.execute(
-                sa.delete(point_rollups).where(
-                    r.series_id.in_(sids), r.width == w, r.k >= lo_t // w, r.k < hi_t // w
-                )
+                sa.delete(point_rollups).where(r.series_id.in_(sids), r.width == w, r.k >= a, r.k < b)
             )
-        found = conn.execute(
-            sa.select(points.c.series_id, points.c.t, points.c.value)
-            .where(points.c.series_id.in_(sids), points.c.t >= lo_t, points.c.t < hi_t)
-            .order_by(points.c.series_id, points.c.t, points.c.step.nulls_first())
-        ).all()
-        if not found:
-            continue
-        sid = np.array([x[0] for x in found], dtype=np.int64)
-        t = np.array([x[1] for x in found], dtype=np.float64)
-        v = np.array([_value(x[2]) for x in found], dtype=np.float64)
-        ok = ~np.isnan(v)
-        rows: list[tuple] = []
-        for w in ROLLUP_WIDTHS:
-            k = np.floor(t / w).astype(np.int64)
-            cut = np.flatnonzero((sid[1:] != sid[:-1]) | (k[1:] != k[:-1])) + 1
-            first, stop = np.r_[0, cut], np.r_[cut, len(t)]
-            count = np.add.reduceat(ok.astype(np.int64), first)
-            total = np.add.reduceat(np.where(ok, v, 0.0), first)
-            lo, hi = np.fmin.reduceat(v, first), np.fmax.reduceat(v, first)
-            for i, j in enumerate(first):
-                c = int(count[i])
-                rows.append(
-                    (
-                        int(sid[j]),
-                        w,
-                        int(k[j]),
-                        c,
-                        int(stop[i] - j - c),
-                        float(total[i]) if c else None,
-                        float(lo[i]) if c else None,
-                        float(hi[i]) if c else None,
-                        float(t[stop[i] - 1]),
-                        None if np.isnan(v[stop[i] - 1]) else float(v[stop[i] - 1]),
-                    )
+            if finer is None:
+                found = conn.execute(
+                    sa.select(points.c.series_id, points.c.t, points.c.value)
+                    .where(points.c.series_id.in_(sids), points.c.t >= a * w, points.c.t < b * w)
+                    .order_by(points.c.series_id, points.c.t, points.c.step.nulls_first())
+                ).all()
+                sid = np.array([x[0] for x in found], dtype=np.int64)
+                t = np.array([x[1] for x in found], dtype=np.float64)
+                v = np.array([_value(x[2]) for x in found], dtype=np.float64)
+                ok = ~np.isnan(v)
+                parts = (
+                    sid,
+                    t,
+                    ok.astype(np.int64),
+                    (~ok).astype(np.int64),
+                    np.where(ok, v, 0.0),
+                    v,
+                    v,
+                    t,
+                    v,
                 )
-        conn.exec_driver_sql(positional_insert(conn.dialect, point_rollups, _ROLLUP_COLUMNS), rows)
+            else:
+                found = conn.execute(
+                    sa.select(r.series_id, r.k, r.count, r.nan, r.sum, r.min, r.max, r.last_t, r.last_value)
+                    .where(r.series_id.in_(sids), r.width == finer, r.k >= a * w // finer)
+                    .where(r.k < b * w // finer)
+                    .order_by(r.series_id, r.k)
+                ).all()
+                cols = np.array([[_value(x) for x in row] for row in found], dtype=np.float64).reshape(-1, 9)
+                sid = cols[:, 0].astype(np.int64)
+                t = (cols[:, 1] * finer).astype(np.float64)  # a bucket's start places it in the coarser one
+                parts = (sid, t, cols[:, 2], cols[:, 3], np.nan_to_num(cols[:, 4]), *cols[:, 5:].T)
+            rows = _rollup_rows(w, *parts)
+            if rows:
+                conn.exec_driver_sql(positional_insert(conn.dialect, point_rollups, _ROLLUP_COLUMNS), rows)
+            finer = w
+
+
+def _rollup_rows(
+    width: int,
+    sid: np.ndarray,
+    t: np.ndarray,
+    count: np.ndarray,
+    nan: np.ndarray,
+    total: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    last_t: np.ndarray,
+    last_v: np.ndarray,
+) -> list[tuple]:
+    """Roll-up rows of ``width`` from finer parts (points, or roll-ups of a finer width) ordered by series
+    and time: counts and sums add, min and max of the non-NaN values, the newest part's time and value."""
+    if not len(sid):
+        return []
+    k = np.floor(t / width).astype(np.int64)
+    cut = np.flatnonzero((sid[1:] != sid[:-1]) | (k[1:] != k[:-1])) + 1
+    first, stop = np.r_[0, cut], np.r_[cut, len(t)]
+    n = np.add.reduceat(count, first).astype(np.int64)
+    rows = zip(
+        sid[first].tolist(),
+        k[first].tolist(),
+        n.tolist(),
+        np.add.reduceat(nan, first).astype(np.int64).tolist(),
+        np.add.reduceat(total, first).tolist(),
+        np.fmin.reduceat(lo, first).tolist(),
+        np.fmax.reduceat(hi, first).tolist(),
+        last_t[stop - 1].tolist(),
+        last_v[stop - 1].tolist(),
+        strict=True,
+    )
+    return [
+        (s, width, kk, c, m, *((x, y, z) if c else (None, None, None)), lt, None if lv != lv else lv)
+        for s, kk, c, m, x, y, z, lt, lv in rows
+    ]
 
 
 _ROLLUP_COLUMNS = ("series_id", "width", "k", "count", "nan", "sum", "min", "max", "last_t", "last_value")
