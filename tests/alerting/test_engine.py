@@ -270,3 +270,86 @@ def test_absent_may_name_a_signal_that_does_not_exist_yet(tmp_path):
     run(eng, 0)
     (n,) = rec.got
     assert dict(n.alerts[0].labels) == {"alertname": "NoTraffic", "severity": "warning", "model": "m"}
+
+
+# -- the history of alert events -----------------------------------------------------------------------------
+
+
+def test_pending_firing_resolved_leaves_three_events_that_outlive_the_state(tmp_path, store):
+    rules = """  - name: HighP99
+    expr: latency_p99_ms{project="p"} > 500
+    for: 2m"""
+    values = [600.0, 650.0, 700.0, 800.0, 900.0, 100.0, 100.0]
+    t0 = 1_700_000_000.0
+    times = [t0 + i * M for i in range(len(values))]
+    store.write(Batch(points=[Points("p", "model:m@1", ["latency_p99_ms"] * 7, [None] * 7, times, values)]))
+    now = [t0]
+    eng = AlertEngine(
+        store, notifiers={"rec": Recorder()}, clock=lambda: now[0], known_signals=lambda: {"latency_p99_ms"}
+    )
+    assert eng.load(write(tmp_path, ROUTED.format(repeat="1h", rules=rules))) == {}
+    for t in times:
+        now[0] = t
+        eng.evaluate()  # no time given: the injected clock's
+    events = store.alerts.events()
+    assert [(e.from_state, e.to_state, e.t, e.value) for e in events] == [
+        ("firing", "resolved", t0 + 5 * M, 900.0),  # the last value that held
+        ("pending", "firing", t0 + 2 * M, 700.0),  # held for 2m since t0
+        ("inactive", "pending", t0, 600.0),
+    ]
+    (rule_id,) = store.alerts.sync_rules([(None, "HighP99", {})]).values()
+    labels = {"alertname": "HighP99", "severity": "warning", "project": "p", "model": "m", "version": "1"}
+    for e in events:
+        assert (e.rule_id, e.rule_name, e.project) == (rule_id, "HighP99", "p")
+        assert {k: e.labels[k] for k in labels} == labels
+    # a week later the resolved state is dropped; its history stays
+    now[0] = t0 + 5 * M + 7 * 86400.0 + 1
+    eng.evaluate()
+    assert store.alerts.instances() == [] and len(store.alerts.events()) == 3
+    eng.close()
+
+
+def test_a_pending_alert_that_stops_and_a_resolved_one_that_returns_are_in_the_history(tmp_path):
+    rules = """  - name: HighP99
+    expr: latency_p99_ms > 500
+    for: 1m"""
+    eng, _ = engine_for(tmp_path, rules, series_of([600, 100, 600, 600, 100, 600, 600, 600]))
+    run(eng, 7 * M)
+    moves = [(e.from_state, e.to_state, e.t) for e in eng.states_backend.events]
+    assert moves == [
+        ("inactive", "pending", 0.0),
+        ("pending", "inactive", 1 * M),
+        ("inactive", "pending", 2 * M),
+        ("pending", "firing", 3 * M),
+        ("firing", "resolved", 4 * M),
+        ("resolved", "pending", 5 * M),  # came back: the history says from where
+        ("pending", "firing", 6 * M),
+    ]
+    assert {e.project for e in eng.states_backend.events} == {"p"}
+
+
+def test_events_the_store_could_not_take_are_saved_with_the_next_evaluation(tmp_path, store, monkeypatch):
+    rules = """  - name: HighP99
+    expr: latency_p99_ms > 500
+    for: 1m"""
+    store.write(
+        Batch(
+            points=[Points("p", "model:m@1", ["latency_p99_ms"] * 3, [None] * 3, [0, M, 2 * M], [600.0] * 3)]
+        )
+    )
+    eng, _ = engine_for(tmp_path, rules, None, store=store)
+    save = store.alerts.save
+    calls = []
+
+    def failing_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(store.alerts, "save", failing_once)
+    eng.evaluate(0.0)  # inactive -> pending, not stored
+    assert store.alerts.events() == []
+    eng.evaluate(M)  # pending -> firing; both stored now, in order
+    assert [(e.to_state, e.t) for e in store.alerts.events()] == [("firing", M), ("pending", 0.0)]
+    eng.close()

@@ -17,6 +17,10 @@ The semantics are Prometheus' for rules and Alertmanager's for notification, in 
   instance is notified then.
 * States and the time of each instance's last notification are persisted after every evaluation (in the
   store, ``watchkeeper.store.alerts``), so a restart neither forgets a firing alert nor re-sends it.
+* Every state change (inactive → pending, pending → firing, firing → resolved, pending → inactive, and
+  resolved → pending or firing when the condition holds again) is appended to the store's history of alert
+  events, with its time and the expression's value, in the transaction that saves the states. The history
+  outlives the states: a resolved instance later dropped from the states keeps its events.
 
 Evaluation never waits on a notifier: notifications go to a ``Dispatcher`` that delivers, retries and logs
 on its own threads. The clock is injectable, so rule tests run in milliseconds.
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from watchkeeper.alerting import template
 from watchkeeper.alerting.model import Alert, Matcher, Notification, Notifier, RangeSeries, SeriesSource
 from watchkeeper.alerting.rules import AlertRule, Route, RuleFileError, RuleSet, load_rules
-from watchkeeper.store.alerts import AlertState, Silence
+from watchkeeper.store.alerts import AlertEvent, AlertState, Silence
 from watchkeeper.store.signals import labels_key
 
 if TYPE_CHECKING:
@@ -45,7 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("watchkeeper.alerting")
 
 RESOLVED_RETENTION = 7 * 86400.0
-"""Resolved instances are kept this long for the dashboard's history, then dropped."""
+"""Resolved instances are kept this long in the states, then dropped (their events stay in the history)."""
+
+MAX_UNSAVED_EVENTS = 100_000
+"""State changes kept in memory while the store cannot be written, to be saved with the next evaluation;
+past this the oldest are dropped (with an error in the log)."""
 
 
 # -- where states live ---------------------------------------------------------------------------------------
@@ -59,6 +67,7 @@ class MemoryStates:
         self._states: dict[tuple[int, str], AlertState] = {}
         self._silences: list[Silence] = []
         self.notifications: list[dict[str, Any]] = []
+        self.events: list[AlertEvent] = []
 
     def sync_rules(
         self, specs: Iterable[tuple[str | None, str, dict[str, Any]]], now: float | None = None
@@ -71,7 +80,13 @@ class MemoryStates:
         ids = set(rule_ids)
         return {k: v for k, v in self._states.items() if k[0] in ids}
 
-    def save(self, states: Iterable[AlertState], deleted: Iterable[tuple[int, str]] = ()) -> None:
+    def save(
+        self,
+        states: Iterable[AlertState],
+        deleted: Iterable[tuple[int, str]] = (),
+        events: Iterable[AlertEvent] = (),
+    ) -> None:
+        self.events.extend(events)
         for key in deleted:
             self._states.pop(key, None)
         for s in states:
@@ -92,7 +107,7 @@ class MemoryStates:
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    """An instance changed state in one evaluation."""
+    """An instance changed state in one evaluation. ``project`` is the rule's (None: a global rule)."""
 
     rule: str
     labels: Mapping[str, str]
@@ -100,6 +115,9 @@ class Transition:
     new: str
     t: float
     value: float
+    rule_id: int | None = None
+    labels_key: str = ""
+    project: str | None = None
 
 
 @dataclass(slots=True)
@@ -172,6 +190,7 @@ class AlertEngine:
         self._files: dict[str, RuleSet] = {}
         self._rules: list[_Loaded] = []
         self._states: dict[tuple[int, str], AlertState] = {}
+        self._unsaved_events: list[AlertEvent] = []
         self._lock = threading.RLock()
         self._dispatcher: Dispatcher | None = None
         self._notifier_specs: dict[str, Mapping[str, Any]] = {}
@@ -286,10 +305,15 @@ class AlertEngine:
                     log.warning("rule %s failed to evaluate: %s", loaded.rule.name, exc)
             out.notifications = self._notify(now, changed)
             out.notifications += self._run_alerts(now)
+            events = self._unsaved_events + [_event(tr) for tr in out.transitions]
             try:
-                self._states_backend.save(list(changed.values()), deleted)
+                self._states_backend.save(list(changed.values()), deleted, events)
+                self._unsaved_events = []
             except Exception:
                 log.exception("could not persist alert states; they are kept in memory and saved next time")
+                if len(events) > MAX_UNSAVED_EVENTS:
+                    log.error("dropping the %d oldest unsaved alert events", len(events) - MAX_UNSAVED_EVENTS)
+                self._unsaved_events = events[-MAX_UNSAVED_EVENTS:]
             return out
 
     def _evaluate_rule(
@@ -311,9 +335,13 @@ class AlertEngine:
             labels["severity"] = rule.severity
             active[labels_key(labels)] = (labels, float(s.value))
 
+        def transition(st: AlertState, old: str, new: str, value: float) -> None:
+            which = (loaded.rule_id, st.labels_key, rule.project)
+            out.transitions.append(Transition(rule.name, dict(st.labels), old, new, now, value, *which))
+
         def move(st: AlertState, new: str, value: float) -> None:
             if st.state != new:
-                out.transitions.append(Transition(rule.name, dict(st.labels), st.state, new, now, value))
+                transition(st, st.state, new, value)
             st.state = new
             changed[(st.rule_id, st.labels_key)] = st
 
@@ -321,7 +349,10 @@ class AlertEngine:
             key = (loaded.rule_id, lkey)
             st = self._states.get(key)
             if st is None or st.state in ("inactive", "resolved"):
-                st = AlertState(loaded.rule_id, lkey, labels, active_at=now)
+                # a new instance starts from where the last one of its labels ended, so its first
+                # transition reads "resolved -> pending" in the history when it comes back
+                was = "inactive" if st is None else st.state
+                st = AlertState(loaded.rule_id, lkey, labels, state=was, active_at=now)
                 self._states[key] = st
                 st.last_value, st.last_true_at = value, now
                 if rule.for_seconds <= 0:
@@ -343,16 +374,7 @@ class AlertEngine:
                 del self._states[key]
                 deleted.append(key)
                 changed.pop(key, None)
-                out.transitions.append(
-                    Transition(
-                        rule.name,
-                        dict(st.labels),
-                        "pending",
-                        "inactive",
-                        now,
-                        _or(st.last_value, float("nan")),
-                    )
-                )
+                transition(st, "pending", "inactive", _or(st.last_value, float("nan")))
             elif st.state == "firing":
                 # Prometheus' rule: kept firing for keep_firing_for from the first evaluation it did not hold
                 if st.keep_firing_since is None:
@@ -632,6 +654,22 @@ class AlertEngine:
         self.stop()
         if self._dispatcher is not None:
             self._dispatcher.close()
+
+
+def _event(tr: Transition) -> AlertEvent:
+    """The history's record of a transition; its project is the series' ``project`` label, else the
+    rule's."""
+    return AlertEvent(
+        rule_id=tr.rule_id,
+        rule_name=tr.rule,
+        project=tr.labels.get("project", tr.project),
+        labels_key=tr.labels_key,
+        labels=dict(tr.labels),
+        from_state=tr.old,
+        to_state=tr.new,
+        t=tr.t,
+        value=tr.value,
+    )
 
 
 def _silenced(labels: Mapping[str, str], silences: list[Silence], project: str | None) -> bool:

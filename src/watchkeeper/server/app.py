@@ -38,7 +38,7 @@ def create_app(
 ) -> FastAPI:
     """The server over ``store``. ``verify_token`` maps a bearer token to its principal (None: unknown);
     without it every request has full access (``--no-auth``)."""
-    from watchkeeper.server import artifacts, dashboard, ingest, metrics, query, views
+    from watchkeeper.server import alert_routes, artifacts, dashboard, ingest, metrics, query, views
 
     app = FastAPI(
         title="watchkeeper",
@@ -53,6 +53,7 @@ def create_app(
     app.state.run_projects = ingest.RunProjects()
     app.include_router(artifacts.router)
     app.include_router(query.router)
+    app.include_router(alert_routes.router)
     app.state.traffic_totals = metrics.TrafficTotals(store)
     app.include_router(metrics.router)
     # the web dashboard: its pages' data, then the page and its files

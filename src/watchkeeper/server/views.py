@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.monitor.catalogue import SIGNALS
 from watchkeeper.server.auth import Principal, principal
@@ -141,6 +141,104 @@ def last_value(series: list[dict[str, Any]]) -> float | None:
     return None
 
 
+# -- answers -------------------------------------------------------------------------------------------
+
+Num = float | str | None
+"""A chart value: a number, null for NaN (a gap), or "inf" / "-inf"."""
+
+
+class RangeOut(BaseModel):
+    start: float
+    end: float
+    step: int
+
+
+class SeriesOut(BaseModel):
+    """One series over the range: ``v[i]`` is the bucket starting at ``t[i]`` (only buckets with points)."""
+
+    name: str | None = None
+    labels: dict[str, str]
+    t: list[float]
+    v: list[Num]
+
+
+class OpenAlertOut(BaseModel):
+    rule: str
+    state: str
+    labels: dict[str, str]
+    active_at: float | None
+    fired_at: float | None
+    value: Num
+    signals: list[str] = Field(description="The signals the alert's rule reads")
+    severity: str | None
+    summary: str | None
+
+
+class AlertMarkOut(BaseModel):
+    """An alert state change: a marker on a chart's time axis."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    rule: str
+    labels: dict[str, str]
+    from_: str = Field(alias="from")
+    to: str
+    t: float
+    value: Num
+
+
+class SparkOut(BaseModel):
+    key: str
+    title: str
+    signal: str
+    t: list[float]
+    v: list[Num]
+    current: float | None
+    status: Literal["ok", "warn", "bad", "none"]
+
+
+class AlertCountsOut(BaseModel):
+    firing: int
+    pending: int
+
+
+class DeploymentOut(BaseModel):
+    project: str
+    model: str
+    version: str
+    subject: str
+    windows: int
+    first: float
+    last: float
+    reference: bool = Field(description="Whether the version has a reference profile to compare with")
+    alerts: AlertCountsOut
+    panels: list[SparkOut]
+
+
+class DeploymentsOut(RangeOut):
+    projects: list[str]
+    deployments: list[DeploymentOut]
+
+
+class PanelOut(BaseModel):
+    key: str
+    title: str
+    unit: str
+    series: list[SeriesOut]
+    current: float | None
+    status: Literal["ok", "warn", "bad", "none"]
+
+
+class OverviewOut(RangeOut):
+    project: str
+    model: str
+    version: str
+    subject: str
+    panels: list[PanelOut]
+    drifting_features: list[str]
+    alerts: list[OpenAlertOut]
+    events: list[AlertMarkOut]
+
+
 # -- alert status per signal -----------------------------------------------------------------------------
 
 
@@ -230,7 +328,7 @@ HEALTH = (
 """The sparklines of a deployment on the project page: key, title, signal, aggregation per point."""
 
 
-@router.get("/deployments", responses=problems(403))
+@router.get("/deployments", response_model=DeploymentsOut, responses=problems(403))
 def deployments(
     request: Request,
     who: Who,
@@ -336,7 +434,7 @@ OVERVIEW = (
 """The panels of a deployment's overview: key, title, unit, signals, aggregation per signal (default mean)."""
 
 
-@router.get("/overview", responses=problems(403))
+@router.get("/overview", response_model=OverviewOut, responses=problems(403))
 def overview(
     request: Request,
     who: Who,
@@ -425,8 +523,3 @@ def alert_events(
         )
     out.sort(key=lambda e: e["t"])
     return out
-
-
-def finite(values: Sequence[Any]) -> np.ndarray:
-    """Chart values (numbers and nulls) as floats, NaN for null."""
-    return np.array([v if isinstance(v, int | float) else np.nan for v in values], dtype=np.float64)

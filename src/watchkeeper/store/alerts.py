@@ -1,18 +1,28 @@
-"""The alert engine's persistent part: rules as loaded, each alert instance's state, silences, and the log of
-every notification sent or failed. A restart reads the states back, so it neither forgets a firing alert
-nor sends it again before its repeat interval."""
+"""The alert engine's persistent part: rules as loaded, each alert instance's state, silences, the log of
+every notification sent or failed, and the history of every state change (``alert_events``). A restart reads
+the states back, so it neither forgets a firing alert nor sends it again before its repeat interval.
+
+The history outlives the states: an instance's row in ``alert_states`` goes when it returns to inactive or
+its resolution ages out, while its events stay, for the dashboard's history and the markers on its charts.
+An event's ``project`` is the series' ``project`` label, else its rule's project (None: neither).
+
+A notification's projects are read from what it lists: each alert's ``project`` label, else the project of
+the notification's rule. The log has no project column, so filters on them run in Python over the rows
+read newest first, at most ``NOTIFICATION_SCAN`` rows per call.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from watchkeeper.store.schema import (
+    alert_events,
     alert_notifications,
     alert_rules,
     alert_silences,
@@ -65,6 +75,9 @@ class Silence:
 
 @dataclass(frozen=True, slots=True)
 class NotificationRecord:
+    """One delivery to one notifier, sent or failed. ``rule_name`` and ``rule_project`` are those of
+    ``rule_id`` (None when the notification listed alerts of several rules, or a ``run.alert()`` call)."""
+
     id: int
     rule_id: int | None
     group_key: str
@@ -73,6 +86,44 @@ class NotificationRecord:
     status: str
     payload: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    rule_name: str | None = None
+    rule_project: str | None = None
+
+    @property
+    def projects(self) -> frozenset[str]:
+        """The projects of the alerts it lists: each one's ``project`` label, else the rule's project."""
+        out = set()
+        for alert in self.payload.get("alerts") or ():
+            labels = alert.get("labels") if isinstance(alert, dict) else None
+            project = labels.get("project") if isinstance(labels, dict) else None
+            project = project if isinstance(project, str) else self.rule_project
+            if project is not None:
+                out.add(project)
+        if not out and self.rule_project is not None:
+            out.add(self.rule_project)
+        return frozenset(out)
+
+
+NOTIFICATION_SCAN = 50_000
+"""The most notification rows one filtered read looks at before it answers with what it found."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """One state change of one alert instance: ``from_state`` → ``to_state`` at ``t``, with the value of
+    the rule's expression then (None: NaN, or none, as when a pending instance stops holding). ``id`` is
+    None until stored."""
+
+    rule_id: int | None
+    rule_name: str
+    project: str | None
+    labels_key: str
+    labels: dict[str, str]
+    from_state: str
+    to_state: str
+    t: float
+    value: float | None = None
+    id: int | None = None
 
 
 RUN_ALERTS_KEY = "_alerts"
@@ -109,6 +160,28 @@ _STATE_COLUMNS = (
 def _float(v: float | None) -> float | None:
     # NaN is not storable in every dialect's double column; a state's last value of NaN reads back as None
     return None if v is None or v != v else v
+
+
+def _insert_events(conn: sa.Connection, events: list[AlertEvent]) -> None:
+    if not events:
+        return
+    conn.execute(
+        sa.insert(alert_events),
+        [
+            {
+                "rule_id": e.rule_id,
+                "rule_name": e.rule_name,
+                "project": e.project,
+                "labels_key": e.labels_key,
+                "labels": e.labels,
+                "from_state": e.from_state,
+                "to_state": e.to_state,
+                "t": e.t,
+                "value": _float(e.value),
+            }
+            for e in events
+        ],
+    )
 
 
 class AlertStates:
@@ -175,13 +248,21 @@ class AlertStates:
             )
         return out
 
-    def save(self, states: Iterable[AlertState], deleted: Iterable[tuple[int, str]] = ()) -> None:
-        """Write changed states and delete the instances that went back to inactive, in one transaction."""
+    def save(
+        self,
+        states: Iterable[AlertState],
+        deleted: Iterable[tuple[int, str]] = (),
+        events: Iterable[AlertEvent] = (),
+    ) -> None:
+        """Write changed states, delete the instances that went back to inactive and append the evaluation's
+        state changes to the history, in one transaction: the history never disagrees with the states."""
         states = list(states)
         deleted = list(deleted)
-        if not states and not deleted:
+        events = list(events)
+        if not states and not deleted and not events:
             return
         with self._store.begin_write() as conn:
+            _insert_events(conn, events)
             keys = [(s.rule_id, s.labels_key) for s in states] + deleted
             for rule_id, lkey in keys:
                 conn.execute(
@@ -234,6 +315,62 @@ class AlertStates:
             r["labels"] = dict(r["labels"] or {})
             r["owner"] = r["project"] if r["project"] is not None else r["labels"].get("project")
         return rows
+
+    # -- history -------------------------------------------------------------------------------------------
+
+    def log_events(self, events: Iterable[AlertEvent]) -> None:
+        """Append state changes to the history in one transaction (the engine passes them to ``save``
+        instead, to write them with the states)."""
+        events = list(events)
+        if events:
+            with self._store.begin_write() as conn:
+                _insert_events(conn, events)
+
+    def events(
+        self,
+        *,
+        project: str | Collection[str] | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        rule: str | None = None,
+        labels_key: str | None = None,
+        limit: int | None = 1000,
+    ) -> list[AlertEvent]:
+        """State changes at ``t`` in ``[start, end)``, newest first: of one project or several (events of
+        no project match only ``project=None``, which means every event), of the rules named ``rule``, of
+        the instance ``labels_key``."""
+        q = sa.select(alert_events).order_by(alert_events.c.t.desc(), alert_events.c.id.desc())
+        if isinstance(project, str):
+            q = q.where(alert_events.c.project == project)
+        elif project is not None:
+            q = q.where(alert_events.c.project.in_(sorted(project)))
+        if start is not None:
+            q = q.where(alert_events.c.t >= start)
+        if end is not None:
+            q = q.where(alert_events.c.t < end)
+        if rule is not None:
+            q = q.where(alert_events.c.rule_name == rule)
+        if labels_key is not None:
+            q = q.where(alert_events.c.labels_key == labels_key)
+        if limit is not None:
+            q = q.limit(limit)
+        with self._store.connect() as conn:
+            rows = conn.execute(q).all()
+        return [
+            AlertEvent(
+                rule_id=m["rule_id"],
+                rule_name=m["rule_name"],
+                project=m["project"],
+                labels_key=m["labels_key"],
+                labels=dict(m["labels"] or {}),
+                from_state=m["from_state"],
+                to_state=m["to_state"],
+                t=m["t"],
+                value=m["value"],
+                id=m["id"],
+            )
+            for m in (r._mapping for r in rows)
+        ]
 
     # -- silences --------------------------------------------------------------------------------------
 
@@ -294,6 +431,12 @@ class AlertStates:
             ).rowcount
         return bool(n)
 
+    def silence(self, silence_id: str) -> Silence | None:
+        """The silence ``silence_id``, active or not; None when there is none."""
+        with self._store.connect() as conn:
+            row = conn.execute(sa.select(alert_silences).where(alert_silences.c.id == silence_id)).first()
+        return None if row is None else Silence(**dict(row._mapping))
+
     def silences(self, *, active_at: float | None = None, project: str | None = None) -> list[Silence]:
         q = sa.select(alert_silences).order_by(alert_silences.c.starts_at)
         if active_at is not None:
@@ -330,25 +473,76 @@ class AlertStates:
                 )
             )
 
-    def notifications(self, rule_id: int | None = None, limit: int = 100) -> list[NotificationRecord]:
-        q = sa.select(alert_notifications).order_by(alert_notifications.c.t.desc()).limit(limit)
+    def notifications(
+        self,
+        rule_id: int | None = None,
+        limit: int = 100,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        project: str | None = None,
+        where: Callable[[NotificationRecord], bool] | None = None,
+    ) -> list[NotificationRecord]:
+        """Logged deliveries at ``t`` in ``[start, end)``, newest first: of rule ``rule_id``, concerning
+        ``project`` (one of the record's :attr:`~NotificationRecord.projects`), and for which ``where``
+        holds. The project and ``where`` filters read at most ``NOTIFICATION_SCAN`` rows."""
+        q = (
+            sa.select(
+                alert_notifications,
+                alert_rules.c.name.label("rule_name"),
+                projects.c.name.label("rule_project"),
+            )
+            .outerjoin(alert_rules, alert_rules.c.id == alert_notifications.c.rule_id)
+            .outerjoin(projects, projects.c.id == alert_rules.c.project_id)
+            .order_by(alert_notifications.c.t.desc(), alert_notifications.c.id.desc())
+        )
         if rule_id is not None:
             q = q.where(alert_notifications.c.rule_id == rule_id)
+        if start is not None:
+            q = q.where(alert_notifications.c.t >= start)
+        if end is not None:
+            q = q.where(alert_notifications.c.t < end)
+
+        def keep(r: NotificationRecord) -> bool:
+            return (project is None or project in r.projects) and (where is None or where(r))
+
+        filtered = project is not None or where is not None
+        out: list[NotificationRecord] = []
+        page = max(limit, 500) if filtered else limit
+        scanned = 0
         with self._store.connect() as conn:
-            rows = conn.execute(q).all()
-        return [
-            NotificationRecord(
-                id=m["id"],
-                rule_id=m["rule_id"],
-                group_key=m["labels_key"],
-                notifier=m["notifier"],
-                t=m["t"],
-                status=m["status"],
-                payload=m["payload"] or {},
-                error=m["error"],
-            )
-            for m in (r._mapping for r in rows)
-        ]
+            while True:
+                rows = conn.execute(q.limit(page)).all()
+                for r in rows:
+                    m = r._mapping
+                    rec = NotificationRecord(
+                        id=m["id"],
+                        rule_id=m["rule_id"],
+                        group_key=m["labels_key"],
+                        notifier=m["notifier"],
+                        t=m["t"],
+                        status=m["status"],
+                        payload=m["payload"] or {},
+                        error=m["error"],
+                        rule_name=m["rule_name"],
+                        rule_project=m["rule_project"],
+                    )
+                    if keep(rec):
+                        out.append(rec)
+                        if len(out) == limit:
+                            return out
+                scanned += len(rows)
+                if len(rows) < page or not filtered or scanned >= NOTIFICATION_SCAN:
+                    break
+                # the next page by key, not offset: rows logged meanwhile do not shift it
+                last_t, last_id = rows[-1]._mapping["t"], rows[-1]._mapping["id"]
+                q = q.where(
+                    sa.or_(
+                        alert_notifications.c.t < last_t,
+                        sa.and_(alert_notifications.c.t == last_t, alert_notifications.c.id < last_id),
+                    )
+                )
+        return out
 
     # -- run.alert() calls and cursors ---------------------------------------------------------------------
 
