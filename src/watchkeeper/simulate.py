@@ -76,6 +76,7 @@ class Scenario:
     incident: tuple[float, float] = (0.30, 0.36)
     label_share: float = 0.8
     label_delay: tuple[float, float] = (1800.0, 5400.0)
+    extra_features: tuple[str, ...] = ()  # more inputs by name (standard normal, shifting with the drift)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,7 +90,8 @@ class Scenario:
     @property
     def feature_names(self) -> list[str]:
         names = list(BASE_FEATURES[: self.features])
-        return names + [f"f{i:02d}" for i in range(len(names) + 1, self.features + 1)]
+        names += [f"f{i:02d}" for i in range(len(names) + 1, self.features + 1)]
+        return names + [n for n in self.extra_features if n not in names]
 
     @property
     def versions(self) -> list[str]:
@@ -132,7 +134,9 @@ def _traffic(rng: np.random.Generator, n: int, drift: float, names: Sequence[str
     }
     for name in names:
         if name not in cols:
-            cols[name] = rng.normal(0.0, 1.0, n) + (0.8 * drift if name.endswith("1") else 0.0)
+            # of the generic inputs f09, f10, ... those ending in 1 drift; inputs named by the caller all do
+            generic = len(name) == 3 and name[0] == "f" and name[1:].isdigit()
+            cols[name] = rng.normal(0.0, 1.0, n) + (0.8 * drift if name.endswith("1") or not generic else 0.0)
     return {k: cols[k] for k in names}
 
 
