@@ -136,6 +136,7 @@ async function render() {
   const { path, params } = parseHash();
   const root = document.getElementById("page");
   document.body.dataset.ready = "";
+  window.__wkZoomed = false;
   let page = "notfound";
   let groups = [];
   for (const [pattern, name] of ROUTES) {
@@ -193,7 +194,8 @@ async function render() {
 // Relative ranges move with the clock: redraw the page every minute while it is visible.
 setInterval(() => {
   const { params } = parseHash();
-  if (document.visibilityState === "visible" && currentRange(params).relative && document.body.dataset.ready === "1") {
+  if (document.visibilityState === "visible" && currentRange(params).relative && document.body.dataset.ready === "1"
+      && !window.__wkZoomed) {
     render();
   }
 }, 60000);

@@ -213,8 +213,20 @@ export function timeChart(div, traces, options = {}) {
     shapes,
     ...(options.layout || {}),
   };
-  return Plotly.react(div, data, layout, { displaylogo: false, responsive: true,
+  const drawn = Plotly.react(div, data, layout, { displaylogo: false, responsive: true,
     modeBarButtonsToRemove: ["lasso2d", "select2d", "toImage"] });
+  // a zoomed or panned chart holds the page still: the shell's once-a-minute redraw would undo the zoom
+  return drawn.then((plot) => {
+    if (!plot.__wkWatched) {
+      plot.__wkWatched = true;
+      plot.on("plotly_relayout", (change) => {
+        if (Object.keys(change).some((k) => k.startsWith("xaxis.range") || k.startsWith("yaxis.range"))) {
+          window.__wkZoomed = true;
+        }
+      });
+    }
+    return plot;
+  });
 }
 
 // A sparkline as inline SVG (cheaper than a plotly chart when a page shows dozens of them).
