@@ -174,6 +174,24 @@ export function line(name, t, v, extra = {}) {
   };
 }
 
+// A line trace broken where buckets are missing: the API gives only the buckets that hold points, and a
+// line drawn straight across hours without data would show values nobody measured.
+export function withGaps(trace, step) {
+  if (!trace.x || trace.x.length < 2 || !String(trace.type || "").startsWith("scatter") || trace.fill) return trace;
+  const gap = 1.5 * step * 1000;
+  const x = [trace.x[0]];
+  const y = [trace.y[0]];
+  for (let i = 1; i < trace.x.length; i++) {
+    if (trace.x[i] - trace.x[i - 1] > gap) {
+      x.push(trace.x[i - 1] + step * 1000);
+      y.push(null);
+    }
+    x.push(trace.x[i]);
+    y.push(trace.y[i]);
+  }
+  return { ...trace, x, y };
+}
+
 // Vertical markers on the time axis for alert state changes ({rule, to, t}), with the rule in the hover.
 export function eventMarks(events) {
   const shapes = [];
@@ -184,13 +202,13 @@ export function eventMarks(events) {
     shapes.push({ type: "line", xref: "x", yref: "paper", x0: e.t * 1000, x1: e.t * 1000, y0: 0, y1: 1,
       line: { color: colour, width: 1, dash: e.to === "firing" ? "solid" : "dot" } });
     marks.x.push(e.t * 1000);
-    marks.y.push(1);
+    marks.y.push(0.03);
     marks.text.push(`${plotText(e.rule)} ${e.to}`);
     marks.color.push(colour);
   }
   const trace = { type: "scatter", mode: "markers", x: marks.x, y: marks.y, yaxis: "y2", name: "alerts",
     text: marks.text, hovertemplate: "%{text}<extra></extra>", showlegend: false,
-    marker: { symbol: "triangle-down", size: 10, color: marks.color } };
+    marker: { symbol: "triangle-up", size: 10, color: marks.color } };
   return { shapes, trace: marks.x.length ? trace : null };
 }
 
@@ -198,7 +216,9 @@ export function eventMarks(events) {
 // options: {unit, events, range: {start, end}, yTitle, height, percent, layout}
 export function timeChart(div, traces, options = {}) {
   const { shapes, trace } = eventMarks(options.events);
-  const data = trace ? [...traces, trace] : traces;
+  const step = options.step || (options.range && options.range.step);
+  const lines = step ? traces.map((t) => withGaps(t, step)) : traces;
+  const data = trace ? [...lines, trace] : lines;
   const layout = {
     margin: { l: 52, r: 12, t: 8, b: 30 },
     height: options.height,
