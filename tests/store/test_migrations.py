@@ -89,3 +89,24 @@ def test_sqlite_store_uses_wal(sqlite_uri):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     store.close()
+
+
+def test_revision_0008_files_stored_samples_under_their_own_time(empty_uri):
+    # rows stored before 0008: one with a numeric t (a sampled request), one whose t is text (a logged
+    # table's column), one without t; each is filed under the time its queries read before
+    engine = create_engine(empty_uri)
+    migrate.upgrade(engine, "0007")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO projects (id, name, created_at) VALUES (1, 'p', 0)"))
+        for i, data in enumerate(['{"t": 1234.5, "x": 1}', '{"t": "noon"}', '{"x": 2}']):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO samples (project_id, key, t, row_index, data) VALUES (1, 'k', 1000.0, :i, :d)"
+                ),
+                {"i": i, "d": data},
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        got = conn.execute(sa.text("SELECT row_index, row_t FROM samples ORDER BY row_index")).all()
+    assert [tuple(r) for r in got] == [(0, 1234.5), (1, 1000.0), (2, 1000.0)]
+    engine.dispose()

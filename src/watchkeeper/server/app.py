@@ -38,7 +38,20 @@ def create_app(
 ) -> FastAPI:
     """The server over ``store``. ``verify_token`` maps a bearer token to its principal (None: unknown);
     without it every request has full access (``--no-auth``)."""
-    from watchkeeper.server import alert_routes, artifacts, dashboard, ingest, metrics, query, views
+    from watchkeeper.server import (
+        alert_routes,
+        artifacts,
+        dashboard,
+        ingest,
+        metrics,
+        query,
+        views,
+        views_compare,
+        views_drift,
+        views_predictions,
+        views_runs,
+        views_samples,
+    )
 
     app = FastAPI(
         title="watchkeeper",
@@ -58,6 +71,11 @@ def create_app(
     app.include_router(metrics.router)
     # the web dashboard: its pages' data, then the page and its files
     app.include_router(views.router)
+    app.include_router(views_drift.router)
+    app.include_router(views_predictions.router)
+    app.include_router(views_compare.router)
+    app.include_router(views_runs.router)
+    app.include_router(views_samples.router)
     app.include_router(dashboard.router)
 
     @app.get("/api/v1/health", tags=["meta"], response_model=HealthOut)

@@ -20,15 +20,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from watchkeeper.monitor.catalogue import SIGNALS
+from watchkeeper.profile import Profile
 from watchkeeper.server.auth import Principal, principal
 from watchkeeper.server.query import _bad, _num, _nums
 from watchkeeper.server.schema import problems
 from watchkeeper.store import Store
 from watchkeeper.store.profiles import model_subject, parse_model_subject
+from watchkeeper.store.schema import profiles, projects, references
 from watchkeeper.store.signals import SeriesInfo
 
 router = APIRouter(prefix="/api/v1/views", tags=["dashboard"], responses=problems(401, 503))
@@ -270,10 +273,24 @@ def open_alerts(store: Store, who: Principal, project: str, model: str | None = 
                 "value": _num(m["last_value"]),
                 "signals": signals,
                 "severity": labels.get("severity"),
-                "summary": ((m["spec"] or {}).get("annotations") or {}).get("summary"),
+                "summary": _summary(m),
             }
         )
     return out
+
+
+def _summary(m: dict[str, Any]) -> str | None:
+    """The rule's summary annotation with the alert's labels and value filled in (as notifications say)."""
+    from watchkeeper.alerting import template
+
+    text = ((m["spec"] or {}).get("annotations") or {}).get("summary")
+    if not text:
+        return None
+    value = m["last_value"]
+    try:
+        return template.render(text, m["labels"] or {}, math.nan if value is None else float(value))
+    except (ValueError, KeyError, TypeError):
+        return text
 
 
 def status_of(alerts: Sequence[dict[str, Any]], names: Iterable[str], version: str | None) -> str:
@@ -401,10 +418,6 @@ def deployments(
 
 
 def _project_names(store: Store) -> list[str]:
-    import sqlalchemy as sa
-
-    from watchkeeper.store.schema import projects
-
     with store.connect() as conn:
         return [r[0] for r in conn.execute(sa.select(projects.c.name).order_by(projects.c.name))]
 
@@ -523,3 +536,82 @@ def alert_events(
         )
     out.sort(key=lambda e: e["t"])
     return out
+
+
+# -- window profiles of a range, merged (bounded) -------------------------------------------------------
+
+
+def evenly_spaced(first: float, last: float, n: int) -> list[float]:
+    """``n`` times evenly spread from ``first`` to ``last``, both included (one: ``first``).
+
+    >>> evenly_spaced(0.0, 90.0, 4), evenly_spaced(5.0, 5.0, 3), evenly_spaced(0.0, 60.0, 1)
+    ([0.0, 30.0, 60.0, 90.0], [5.0], [0.0])
+    """
+    if n == 1 or last <= first:
+        return [first]
+    return [first + (last - first) * i / (n - 1) for i in range(n)]
+
+
+def pick_windows(
+    store: Store, project: str, subject: str, start: float, end: float, n: int
+) -> tuple[list[tuple[int, int]], int]:
+    """``(id, rows)`` of at most ``n`` window profiles of ``subject`` starting in ``[start, end)``, evenly
+    spread in time: for ``n`` times evenly spaced from the first window's start to the last one's, the
+    first window starting at or after each (repeats dropped, so a gappy range may give fewer); and how
+    many windows start in the range.
+
+    Bounded: the count and the extent come from the (project, subject, window_start) index alone, and each
+    pick is one index seek, whatever the number of windows: a month of 1-minute windows (43,200) is not
+    read row by row (that took 270 ms on SQLite here, the count 15 ms). References kept under the same
+    subject are left out of the count; profiles of kind "rollup", which nothing writes today, would count.
+    """
+    p = profiles.c
+    project_id = sa.select(projects.c.id).where(projects.c.name == project).scalar_subquery()
+    where = [p.project_id == project_id, p.subject == subject, p.window_start >= start, p.window_start < end]
+    with store.connect() as conn:
+        count, first, last = conn.execute(
+            sa.select(sa.func.count(), sa.func.min(p.window_start), sa.func.max(p.window_start)).where(*where)
+        ).one()
+        if not count:
+            return [], 0
+        kept = (
+            sa.select(sa.func.count())
+            .select_from(references.join(profiles, references.c.profile_id == p.id))
+            .where(*where)
+        )
+        count -= conn.execute(kept).scalar_one()
+        seeks = [
+            sa.select(p.id, p.rows, p.window_start)
+            # one lower bound only: given two, SQLite seeks to ``start`` and filters its way to ``t``
+            .where(*where[:2], p.window_start >= t, p.window_start < end, p.kind == "window")
+            .order_by(p.window_start, p.id)
+            .limit(1)
+            .subquery()
+            for t in evenly_spaced(float(first), float(last), n)
+        ]
+        picks = sa.union_all(*(sa.select(q.c.id, q.c.rows, q.c.window_start) for q in seeks))
+        rows = conn.execute(picks).all()
+    picked = sorted({(r[2], int(r[0])): int(r[1]) for r in rows}.items())
+    return [(pid, n_rows) for (_, pid), n_rows in picked], int(count)
+
+
+def merged_windows(
+    store: Store, project: str, subject: str, start: float, end: float, limit: int
+) -> tuple[Profile, dict[str, int]]:
+    """At most ``limit`` window profiles of ``subject`` in the range (:func:`pick_windows`), merged; with
+    the counts the answer reports: ``merged``, ``total``, ``rows`` (of the merged ones), ``unreadable``."""
+    found, total = pick_windows(store, project, subject, start, end, limit)
+    chosen = [pid for pid, _ in found]
+    merged, unreadable = Profile(), 0
+    if chosen:
+        with store.connect() as conn:
+            q = sa.select(profiles.c.id, profiles.c.data).where(profiles.c.id.in_(chosen))
+            blobs = {int(r[0]): bytes(r[1]) for r in conn.execute(q)}
+        for pid in chosen:
+            try:
+                merged = merged.merge(Profile.from_bytes(blobs[pid]))
+            except (KeyError, ValueError):
+                # a window another version of the library wrote, or one deleted meanwhile: left out, counted
+                unreadable += 1
+    counts = {"merged": len(chosen) - unreadable, "total": total, "rows": merged.rows}
+    return merged, {**counts, "unreadable": unreadable}

@@ -14,6 +14,7 @@ of any type with a query string has no portable SQL form.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,15 +75,13 @@ SCAN_LIMIT = 10_000
 """Rows read at most by one query whose filters are applied in Python (``label``)."""
 
 
-def _row_time(dialect: sa.Dialect) -> sa.ColumnElement:
-    """The row's ``t`` when it is a JSON number, else the batch's ``t`` (a logged table may have a text
-    column named ``t``, which must neither fail the cast on PostgreSQL nor sort as 0 on SQLite)."""
-    data = samples.c.data
-    if dialect.name == "sqlite":
-        numeric = sa.func.json_type(data, "$.t").in_(("real", "integer"))
-    else:
-        numeric = sa.func.json_typeof(data["t"]) == "number"
-    return sa.case((numeric, data["t"].as_float()), else_=samples.c.t)
+def row_time(row: dict[str, Any], batch_t: float) -> float:
+    """The time a row is filed under: its own ``t`` when that is a finite number (a sampled request's
+    completion time), else its batch's (a logged table's rows, or a column ``t`` holding text)."""
+    t = row.get("t") if isinstance(row, dict) else None
+    if isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t):
+        return float(t)
+    return float(batch_t)
 
 
 def _label_text(value: Any) -> str | None:
@@ -172,7 +171,7 @@ class Samples:
         if limit < 1:
             raise ValueError(f"limit: expected a positive number of rows, got {limit}")
         with self._store.connect() as conn:
-            t = _row_time(conn.dialect).label("row_t")
+            t = samples.c.row_t
             q = sa.select(
                 samples.c.id,
                 projects.c.name,
@@ -239,7 +238,7 @@ def _sample(r: sa.Row) -> SampleRow:
     )
 
 
-_COLUMNS = ("project_id", "run_id", "key", "step", "t", "row_index", "data")
+_COLUMNS = ("project_id", "run_id", "key", "step", "t", "row_index", "data", "row_t")
 
 
 def encode_samples(batches: list[SampleRows]) -> list[list[str]]:
@@ -270,5 +269,8 @@ def write_samples(
     rows: list[tuple] = []
     for s, encoded in zip(batches, texts, strict=True):
         project_id = store.project_id(conn, s.project)
-        rows.extend((project_id, s.run_id, s.key, s.step, s.t, i, text) for i, text in enumerate(encoded))
+        rows.extend(
+            (project_id, s.run_id, s.key, s.step, s.t, i, text, row_time(r, s.t))
+            for i, (r, text) in enumerate(zip(s.rows, encoded, strict=True))
+        )
     bulk_insert(conn, samples, _COLUMNS, rows)

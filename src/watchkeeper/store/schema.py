@@ -121,7 +121,11 @@ samples = sa.Table(
     sa.Column("t", Time, nullable=False),
     sa.Column("row_index", sa.Integer, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
+    # the row's own time (a sampled request's "t") when it has a numeric one, else t: what queries filter
+    # and order sampled requests by, newest first through the (project_id, row_t) index
+    sa.Column("row_t", Time, nullable=False),
     sa.Index(None, "run_id", "key", "step"),
+    sa.Index(None, "project_id", "row_t"),
 )
 
 # -- artifacts: content-addressed files, versioned per name ---------------------------------------------
