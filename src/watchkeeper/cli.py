@@ -25,7 +25,7 @@ from rich.table import Table as RichTable
 
 from watchkeeper.errors import StoreError, WatchkeeperError
 from watchkeeper.store import Store, default_uri, migrate
-from watchkeeper.store.engine import DEFAULT_DIR, create_engine
+from watchkeeper.store.engine import create_engine
 
 if TYPE_CHECKING:
     from watchkeeper.client import Client
@@ -549,22 +549,49 @@ def report(
 
 @app.command()
 def demo(
-    uri: UriOption = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs to simulate.")] = 30,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="The demo's directory: its store, rules and received notifications.")
+    ] = Path(".watchkeeper-demo"),
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The dashboard's port on 127.0.0.1 (a free one if taken).")
+    ] = 8765,
+    hours: Annotated[
+        float, typer.Option(min=0.5, max=48, help="Hours of simulated history before now.")
+    ] = 2.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(min=0, help="Stop after serving this many seconds (default: until Ctrl-C)."),
+    ] = None,
+    no_browser_hint: Annotated[
+        bool, typer.Option("--no-browser-hint", help="Print only the dashboard's address, not the tour.")
+    ] = False,
 ) -> None:
-    """Log a simulated training run into the store and show it."""
-    from watchkeeper.demo import drift_report, train
+    """The full demo: a simulated fraud classifier (two versions, a latency incident, drifting traffic, late
+    labels) under a real server with live traffic, the default alert rules notifying a local webhook sink,
+    and the dashboard at http://127.0.0.1:PORT/. Earlier demo data in --dir is replaced."""
+    from watchkeeper.demo import run_demo
 
-    target = uri or default_uri()
-    run_id = train(uri=target, epochs=epochs)
-    runs_show(run_id, uri=uri, project=None)
-    path = Path(DEFAULT_DIR) / "reports" / "drift-demo.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result = drift_report(str(path))
-    _console().print(
-        f"\ndrift of a simulated week of traffic against the reference: "
-        f"{len(result.drifted_columns)} of {len(result.compared)} columns drifted "
-        f"({', '.join(result.drifted_columns)}); report: {path}"
+    console = Console(highlight=False, soft_wrap=True)  # addresses stay whole, to be clicked or copied
+    try:
+        result = run_demo(
+            directory,
+            port,
+            hours,
+            live=True,
+            open_for=duration,
+            console=console,
+            show_tour=not no_browser_hint,
+        )
+    except KeyboardInterrupt:
+        console.print("stopped")
+        raise typer.Exit(130) from None
+    except (WatchkeeperError, RuntimeError, ValueError, OSError) as exc:
+        Console(stderr=True, highlight=False).print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+    console.print(
+        f"stopped. {result.notifications} notification(s) in {result.directory / 'notifications.jsonl'}; "
+        f"to look again: watchkeeper server --no-auth --uri {result.uri}",
+        markup=False,
     )
 
 

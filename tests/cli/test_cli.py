@@ -81,15 +81,18 @@ def test_db_upgrade_on_a_current_database(empty_uri):
     assert f"database: {head}" in result.output
 
 
-def test_demo_logs_a_run_and_shows_it(store_uri, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["demo", "--uri", store_uri, "--epochs", "5"])
+def test_runs_show_lists_reference_profiles_and_artifacts(store_uri, tmp_path):
+    # what the old training demo showed (the demo is now the simulated deployment, tests/test_demo.py)
+    run = wk.init(project="net", name="ae-ref", job_type="train", model="kpi-ae", version="1", uri=store_uri)
+    run.log_reference({"latency_ms_mean": [float(i) for i in range(200)], "device": ["edge", "core"] * 100})
+    model = tmp_path / "kpi-ae.json"
+    model.write_text('{"weights": [0.5, -0.25]}')
+    run.log_artifact(model, name="kpi-ae", type="model")
+    run.finish()
+    result = runner.invoke(app, ["runs", "show", "ae-ref", "--uri", store_uri])
     assert result.exit_code == 0, result.output
-    assert "autoencoder-demo" in result.output and "val/roc_auc" in result.output
-    assert "kpi-ae:v1" in result.output and "examples" in result.output
-    assert "reference profiles" in result.output and "20000" in result.output
-    assert "2 of 4 columns drifted (latency_ms_mean, device_type)" in _plain(result.output)
-    assert (tmp_path / ".watchkeeper" / "reports" / "drift-demo.html").exists()
+    assert "reference profiles" in result.output and "200" in result.output
+    assert "kpi-ae:v1" in result.output and "model" in result.output
 
 
 def test_formatting_helpers():

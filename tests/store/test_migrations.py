@@ -101,7 +101,8 @@ def test_revision_0008_files_stored_samples_under_their_own_time(empty_uri):
         for i, data in enumerate(['{"t": 1234.5, "x": 1}', '{"t": "noon"}', '{"x": 2}']):
             conn.execute(
                 sa.text(
-                    "INSERT INTO samples (project_id, key, t, row_index, data) VALUES (1, 'k', 1000.0, :i, :d)"
+                    "INSERT INTO samples (project_id, key, t, row_index, data) "
+                    "VALUES (1, 'k', 1000.0, :i, :d)"
                 ),
                 {"i": i, "d": data},
             )

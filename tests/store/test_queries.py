@@ -328,7 +328,7 @@ def test_rolled_up_buckets_of_subject_series_agree_with_numpy_after_rewrites(sto
         lo = -math.inf if start is None else start
         hi = math.inf if end is None else end
         _check_against_numpy(got, t, v, width, lo, hi)
-    with pytest.raises(ValueError, match="bucket: .* more than the 10 allowed"):
+    with pytest.raises(ValueError, match=r"bucket: .* more than the 10 allowed"):
         store.signals.buckets([s.id], 3600.0, max_buckets=10)
 
 
