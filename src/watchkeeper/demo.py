@@ -40,7 +40,16 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from watchkeeper.simulate import Scenario, Simulated, _logit, _plain, _sigmoid, _traffic, _true_logit
+from watchkeeper.simulate import (
+    Scenario,
+    Simulated,
+    input_error,
+    model_logit,
+    plain,
+    sigmoid,
+    transactions,
+    true_logit,
+)
 
 DEFAULT_DIR = Path(".watchkeeper-demo")
 DEFAULT_PORT = 8765
@@ -227,9 +236,9 @@ class LiveTraffic:
             if rng.random() < 0.003:
                 if rng.random() < 0.2:
                     raise UpstreamTimeout("upstream feature store timed out after 2.0 s")
-                raise ValueError(f"amount must be positive, got {inputs.get('amount', -1)!r}")
+                raise ValueError(input_error(inputs))
             cols = {k: np.asarray([v]) for k, v in inputs.items()}
-            score = float(_sigmoid(_logit(cols, 1) + rng.normal(0.0, noise, 1))[0])
+            score = float(sigmoid(model_logit(cols, 1) + rng.normal(0.0, noise, 1))[0])
             return {"score": score, "label": int(score >= 0.5)}
 
         return predict
@@ -244,8 +253,8 @@ class LiveTraffic:
         while not self._stop.wait(wait):
             started = time.monotonic()
             version = "2" if len(sc.versions) > 1 and rng.random() < sc.challenger_share else "1"
-            cols = _traffic(rng, 1, drift, names)
-            inputs = {k: _plain(v[0]) for k, v in cols.items()}
+            cols = transactions(rng, 1, drift, names)
+            inputs = {k: plain(v[0]) for k, v in cols.items()}
             self.calls += 1
             request_id = f"live-v{version}-{self.calls}"
             try:
@@ -254,7 +263,7 @@ class LiveTraffic:
                 self.errors += 1  # counted by the SDK as the window's errors, by type
             else:
                 if rng.random() < sc.label_share:
-                    truth = int(rng.random() < _sigmoid(_true_logit(cols, 1, drift))[0])
+                    truth = int(rng.random() < sigmoid(true_logit(cols, 1, drift))[0])
                     heapq.heappush(
                         self._due, (time.time() + rng.uniform(*sc.label_delay), version, request_id, truth)
                     )

@@ -119,7 +119,9 @@ class Simulated:
 # -- the world -----------------------------------------------------------------------------------------------
 
 
-def _traffic(rng: np.random.Generator, n: int, drift: float, names: Sequence[str]) -> dict[str, np.ndarray]:
+def transactions(
+    rng: np.random.Generator, n: int, drift: float, names: Sequence[str]
+) -> dict[str, np.ndarray]:
     """``n`` transactions; ``drift`` in [0, 1] moves them from the training distribution to the drifted."""
     merchants_p = (1 - drift) * MERCHANT_P + drift * MERCHANT_P_DRIFTED
     cols: dict[str, np.ndarray] = {
@@ -140,7 +142,7 @@ def _traffic(rng: np.random.Generator, n: int, drift: float, names: Sequence[str
     return {k: cols[k] for k in names}
 
 
-def _logit(cols: dict[str, np.ndarray], n: int) -> np.ndarray:
+def model_logit(cols: dict[str, np.ndarray], n: int) -> np.ndarray:
     """The fraud model's log-odds (what both versions learnt, version 2 a little better)."""
     z = np.full(n, -4.2)
     if "amount" in cols:
@@ -156,16 +158,16 @@ def _logit(cols: dict[str, np.ndarray], n: int) -> np.ndarray:
     return z
 
 
-def _true_logit(cols: dict[str, np.ndarray], n: int, drift: float) -> np.ndarray:
+def true_logit(cols: dict[str, np.ndarray], n: int, drift: float) -> np.ndarray:
     """The world's log-odds of fraud: the model's, plus a pattern the model never saw once traffic drifts
     (fraud moving to the new merchant category), which is what makes accuracy fall."""
-    z = _logit(cols, n)
+    z = model_logit(cols, n)
     if "merchant_category" in cols:
         z += 3.0 * drift * (cols["merchant_category"] == "crypto")
     return z
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -186,9 +188,9 @@ def _training_run(store: Store, sc: Scenario, version: str, rng: np.random.Gener
     }
     epochs = 25
     n = 20_000
-    cols = _traffic(rng, n, 0.0, sc.feature_names)
-    y = rng.random(n) < _sigmoid(_true_logit(cols, n, 0.0))
-    scores = _sigmoid(_logit(cols, n) + rng.normal(0, 0.6 if version == "1" else 0.45, n))
+    cols = transactions(rng, n, 0.0, sc.feature_names)
+    y = rng.random(n) < sigmoid(true_logit(cols, n, 0.0))
+    scores = sigmoid(model_logit(cols, n) + rng.normal(0, 0.6 if version == "1" else 0.45, n))
     accuracy = float(np.mean((scores >= 0.5) == y))
     store.write(
         Batch(
@@ -295,11 +297,11 @@ def _window(
     n = max(1, int(rng.poisson(sc.requests_per_window * share)))
     drift = float(np.clip((frac - sc.drift_at) / 0.08, 0.0, 1.0))
     incident = sc.incident[0] <= frac < sc.incident[1]
-    cols = _traffic(rng, n, drift, sc.feature_names)
+    cols = transactions(rng, n, drift, sc.feature_names)
     noise = 0.6 if version == "1" else 0.45
-    score = _sigmoid(_logit(cols, n) + rng.normal(0, noise, n))
+    score = sigmoid(model_logit(cols, n) + rng.normal(0, noise, n))
     label = (score >= 0.5).astype(np.int64)
-    truth = rng.random(n) < _sigmoid(_true_logit(cols, n, drift))
+    truth = rng.random(n) < sigmoid(true_logit(cols, n, drift))
     # latency: a lognormal around 22 ms (version 2 is a bigger model), five times slower in the incident
     base = 0.022 if version == "1" else 0.03
     seconds = rng.lognormal(math.log(base), 0.35, n) * (5.0 if incident else 1.0)
@@ -320,13 +322,13 @@ def _window(
     chosen = failed | (rng.random(n) < 8.0 / n)  # every error, about eight others
     rows = []
     for i in np.flatnonzero(chosen):
-        inputs = {k: _plain(v[i]) for k, v in cols.items()}
+        inputs = {k: plain(v[i]) for k, v in cols.items()}
         err = None
         if failed[i]:
             err = (
                 "upstream feature store timed out after 2.0 s"
                 if kinds[i] == "UpstreamTimeout"
-                else f"amount must be positive, got {inputs.get('amount', -1)!r}"
+                else input_error(inputs)
             )
         rows.append(
             {
@@ -371,7 +373,13 @@ def _window(
     return batch, n, int(failed.sum()), labelled
 
 
-def _plain(v: Any) -> Any:
+def input_error(inputs: dict[str, Any]) -> str:
+    """The text of the ValueError the simulated model raises when it rejects a request's inputs."""
+    name = "distance_km" if "distance_km" in inputs else next(iter(inputs), "input")
+    return f"input rejected: {name}={inputs.get(name)!r} is outside the range the model was trained on"
+
+
+def plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
