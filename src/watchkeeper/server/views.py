@@ -3,7 +3,7 @@
 The dashboard reads the same store as the query API; these routes exist so that a page costs one request
 whose work is bounded whatever the range: a range is cut into at most :data:`TARGET_POINTS` buckets of a
 step from :data:`STEPS` (a minute to a day, then whole days), aligned to multiples of the step, so that
-ranges of ten minutes or more read the store's roll-ups (``watchkeeper.store.signals``) rather than every
+steps of five minutes or more read the store's roll-ups (``watchkeeper.store.signals``) rather than every
 window's points. A chart point is then one bucket: the mean of the windows in it, except where a page says
 it shows the worst window (latency tails, drift), whose spikes a mean would hide when zoomed out.
 

@@ -106,8 +106,10 @@ class Buckets:
 MAX_BUCKETS = 100_000
 """The most buckets one bucketed query may span (per series); a finer width over a range is refused."""
 
-ROLLUP_WIDTHS = (600, 3600)
-"""Bucket widths in seconds at which subject series are kept rolled up (10 minutes, 1 hour)."""
+ROLLUP_WIDTHS = (300, 1800, 3600)
+"""Bucket widths in seconds at which subject series are kept rolled up (5 and 30 minutes, 1 hour), each a
+multiple of the one before: every chart step from 5 minutes up (the dashboard's 300, 600, 1800, 3600, ... s)
+is a multiple of one of them, and a week at 30-minute steps reads one row per point."""
 
 
 def _value(v: float | None) -> float:
@@ -440,8 +442,8 @@ def rollup_width(width: float, start: float | None = None, end: float | None = N
     """The widest of :data:`ROLLUP_WIDTHS` that divides ``width`` and to which ``start`` and ``end`` are
     aligned (buckets of ``width`` are then whole roll-up buckets); None when there is none.
 
-    >>> rollup_width(7200), rollup_width(1800, start=3000.0), rollup_width(1800, start=3001.0)
-    (3600, 600, None)
+    >>> rollup_width(7200), rollup_width(1800, start=2700.0), rollup_width(1800, start=2701.0)
+    (3600, 300, None)
     >>> rollup_width(60) is None
     True
     """
@@ -481,10 +483,11 @@ def _from_rollups(
     out: dict[int, Buckets] = {}
     if not rows:
         return out
-    sid = np.array([x[0] for x in rows], dtype=np.int64)
-    k = np.array([x[1] for x in rows], dtype=np.int64)
-    cols = np.array([[_value(v) for v in x[2:]] for x in rows], dtype=np.float64)
-    count, nan, total, lo, hi, last = cols.T
+    # rows as plain tuples (numpy probes a Row for array interfaces, which costs an exception per row);
+    # NULL, a NaN value, becomes NaN
+    table = np.array(list(map(tuple, rows)), dtype=np.float64)
+    sid, k = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+    count, nan, total, lo, hi, last = table[:, 2:].T
     g = np.floor_divide(k, int(width // rollup))  # the bucket of width ``width`` each roll-up row falls in
     cut = np.flatnonzero((sid[1:] != sid[:-1]) | (g[1:] != g[:-1])) + 1
     first, stop = np.r_[0, cut], np.r_[cut, len(sid)]
@@ -537,9 +540,8 @@ def refresh_rollups(conn: sa.Connection, spans: dict[int, tuple[float, float]]) 
                     .where(points.c.series_id.in_(sids), points.c.t >= a * w, points.c.t < b * w)
                     .order_by(points.c.series_id, points.c.t, points.c.step.nulls_first())
                 ).all()
-                sid = np.array([x[0] for x in found], dtype=np.int64)
-                t = np.array([x[1] for x in found], dtype=np.float64)
-                v = np.array([_value(x[2]) for x in found], dtype=np.float64)
+                table = np.array(list(map(tuple, found)), dtype=np.float64).reshape(-1, 3)  # NULL: NaN
+                sid, t, v = table[:, 0].astype(np.int64), table[:, 1], table[:, 2]
                 ok = ~np.isnan(v)
                 parts = (
                     sid,
@@ -559,7 +561,7 @@ def refresh_rollups(conn: sa.Connection, spans: dict[int, tuple[float, float]]) 
                     .where(r.k < b * w // finer)
                     .order_by(r.series_id, r.k)
                 ).all()
-                cols = np.array([[_value(x) for x in row] for row in found], dtype=np.float64).reshape(-1, 9)
+                cols = np.array(list(map(tuple, found)), dtype=np.float64).reshape(-1, 9)
                 sid = cols[:, 0].astype(np.int64)
                 t = (cols[:, 1] * finer).astype(np.float64)  # a bucket's start places it in the coarser one
                 parts = (sid, t, cols[:, 2], cols[:, 3], np.nan_to_num(cols[:, 4]), *cols[:, 5:].T)
