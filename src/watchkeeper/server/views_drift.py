@@ -62,7 +62,8 @@ bucket hold thousands of rows, plenty for a histogram of 30 bins."""
 STATISTICS = {"ks+welch": "KS D", "chi2": "chi-squared", "ztest": "z", "mean_shift": "mean shift"}
 """What ``drift_score`` is for each default test (the drift module's ``statistic``)."""
 
-HEATMAP_SIGNALS = ("drift_score", "drift_p_value", "drift_detected", "dataset_drift_share")
+HEATMAP_SIGNALS = ("drift_score", "drift_detected", "dataset_drift_share")
+"""Read per bucket; each feature's newest p-value is read as the last point of its series alone."""
 
 
 # -- answers -------------------------------------------------------------------------------------------
@@ -198,6 +199,23 @@ def drift_heatmap(
     ref = _reference(store, project, model, version)
     features: dict[str, dict[str, Any]] = {}
     share: list[Any] = [None] * grid.size
+    older = []  # p-value series whose last point is past the range: their newest in it is read per bucket
+    for s in store.signals.series(project, subject=subject, name="drift_p_value", stats=True):
+        name = s.labels.get("feature")
+        if name is None or s.t is None or s.t < rng.start:
+            continue
+        if s.t < rng.end:
+            features.setdefault(name, {"feature": name})["p_value"] = s.last
+        else:
+            older.append(s)
+    if older:
+        found = store.signals.buckets([s.id for s in older], rng.step, rng.start, rng.end)
+        for s in older:
+            b = found[s.id]
+            if len(b):
+                features.setdefault(s.labels["feature"], {"feature": s.labels["feature"]})["p_value"] = (
+                    b.last[-1]
+                )
     for s in infos:
         b = buckets[s.id]
         if s.name == "dataset_drift_share":
@@ -213,8 +231,6 @@ def drift_heatmap(
                 worst = np.fmax(b.max, -b.min)  # the largest magnitude: z is signed, KS D and chi2 are not
             f["worst"] = on_grid(b.start, worst)
             f["newest_t"], f["score"] = _newest(b.start, b.last)
-        elif s.name == "drift_p_value":
-            f["p_value"] = _newest(b.start, b.last)[1]
         else:
             f["detected_grid"] = on_grid(b.start, b.max)
             f["detected"] = _newest(b.start, b.last)[1]

@@ -11,7 +11,7 @@ The answer also holds the distribution of every output in the newest bucket that
 reference's column of the same name when there is one (a reference logged with its target ``label``
 compares the training labels with the predicted ones; a score the reference lacks is shown alone): the
 window profiles merged as the drift page merges them, at most
-:data:`~watchkeeper.server.views_drift.MAX_MERGED_WINDOWS` of them, and the same common cells.
+:data:`HISTOGRAM_WINDOWS` of them, and the same common cells.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from watchkeeper.server.views import (
     time_range,
 )
 from watchkeeper.server.views_drift import (
-    MAX_MERGED_WINDOWS,
     DriftTestOut,
     PlotOut,
     WindowsOut,
@@ -49,6 +48,10 @@ from watchkeeper.server.views_drift import (
 from watchkeeper.store import Store
 
 router = APIRouter(prefix="/api/v1/views", tags=["dashboard"], responses=problems(401, 503))
+
+HISTOGRAM_WINDOWS = 12
+"""Window profiles merged at most (evenly spread) for the newest bucket's output histograms: the page's
+heaviest part, bounded so a month's hourly bucket (60 windows) costs what 12 do."""
 
 PANELS = (
     (
@@ -178,7 +181,7 @@ def _newest_outputs(
     if newest is None:
         return None
     window = (newest, min(newest + rng.step, rng.end))
-    cur, counts = merged_windows(store, project, subject, *window, MAX_MERGED_WINDOWS)
+    cur, counts = merged_windows(store, project, subject, *window, HISTOGRAM_WINDOWS)
     merged, total = counts["merged"], counts["total"]
     if not merged:
         return None
@@ -190,6 +193,6 @@ def _newest_outputs(
     return {
         "start": window[0],
         "end": window[1],
-        "windows": {"merged": merged, "total": total, "cap": MAX_MERGED_WINDOWS},
+        "windows": {"merged": merged, "total": total, "cap": HISTOGRAM_WINDOWS},
         "columns": columns,
     }

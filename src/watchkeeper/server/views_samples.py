@@ -32,7 +32,7 @@ router = APIRouter(prefix="/api/v1/views", tags=["dashboard"], responses=problem
 
 Who = Annotated[Principal, Depends(principal)]
 PREFIX = "samples/"
-COUNT_LIMIT = 20_000
+COUNT_LIMIT = 5_000
 """Sampled rows counted at most per answer (the newest): past it the counts say ``capped``."""
 
 

@@ -56,7 +56,7 @@ export async function render(root, ctx) {
     ? found.rows.filter((r) => JSON.stringify(r.data).toLowerCase().includes(needle) || (r.endpoint || "").toLowerCase().includes(needle))
     : found.rows;
 
-  // past the server's bound the counts are of the newest rows only: shown as lower bounds ("20000+")
+  // past the server's bound the counts are of the newest rows only: shown as lower bounds ("5000+")
   const plus = counts.capped ? "+" : "";
   const routeCount = counts.routes.find((r) => r.route === route);
   const errorCount = route ? (routeCount ? routeCount.errors : 0) : counts.errors;
