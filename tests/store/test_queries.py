@@ -339,3 +339,16 @@ def test_unaligned_ranges_are_bucketed_from_the_points(store):
     (s,) = store.signals.series("p", subject="model:m@1", name="latency_p99_ms")
     got = store.signals.buckets([s.id], 3600.0, 1234.0, 50000.0)[s.id]  # start not aligned: from points
     _check_against_numpy(got, t, v, 3600.0, 1234.0, 50000.0)
+
+
+def test_last_in_is_the_newest_point_of_each_series_in_the_range(store):
+    t = np.arange(0.0, 6000.0, 60.0)
+    v = RNG.normal(size=t.size)
+    v[-1] = np.nan  # the very newest point is NaN: it is still the newest point
+    _points(store, "model:m@1", "drift_p_value", t, v, labels={"feature": "a"})
+    _points(store, "model:m@1", "drift_p_value", t[:10], v[:10], labels={"feature": "b"})
+    a, b = store.signals.series("p", subject="model:m@1", name="drift_p_value")
+    got = store.signals.last_in([a.id, b.id], 1000.0, 3000.0)
+    assert got == {a.id: (2940.0, v[t == 2940.0][0])}  # b has no point in the range
+    newest = store.signals.last_in([a.id, b.id])
+    assert newest[b.id] == (540.0, v[9]) and newest[a.id][0] == t[-1] and math.isnan(newest[a.id][1])

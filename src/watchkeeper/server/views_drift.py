@@ -199,23 +199,9 @@ def drift_heatmap(
     ref = _reference(store, project, model, version)
     features: dict[str, dict[str, Any]] = {}
     share: list[Any] = [None] * grid.size
-    older = []  # p-value series whose last point is past the range: their newest in it is read per bucket
-    for s in store.signals.series(project, subject=subject, name="drift_p_value", stats=True):
-        name = s.labels.get("feature")
-        if name is None or s.t is None or s.t < rng.start:
-            continue
-        if s.t < rng.end:
-            features.setdefault(name, {"feature": name})["p_value"] = s.last
-        else:
-            older.append(s)
-    if older:
-        found = store.signals.buckets([s.id for s in older], rng.step, rng.start, rng.end)
-        for s in older:
-            b = found[s.id]
-            if len(b):
-                features.setdefault(s.labels["feature"], {"feature": s.labels["feature"]})["p_value"] = (
-                    b.last[-1]
-                )
+    by_id = {s.id: s.labels["feature"] for s in reader.infos(["drift_p_value"]) if "feature" in s.labels}
+    for sid, (_, p_value) in store.signals.last_in(list(by_id), rng.start, rng.end).items():
+        features.setdefault(by_id[sid], {"feature": by_id[sid]})["p_value"] = p_value
     for s in infos:
         b = buckets[s.id]
         if s.name == "dataset_drift_share":

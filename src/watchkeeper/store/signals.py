@@ -298,6 +298,24 @@ class Signals:
             )
         return out
 
+    def last_in(
+        self, series_ids: list[int], start: float | None = None, end: float | None = None
+    ) -> dict[int, tuple[float, float]]:
+        """The newest point ``(t, value)`` of each series in ``[start, end)`` (one index seek per series; a
+        series without a point there is left out)."""
+        out = {}
+        with self._store.connect() as conn:
+            for sid in sorted(set(series_ids)):
+                row = conn.execute(
+                    sa.select(points.c.t, points.c.value)
+                    .where(points.c.series_id == sid, *_in_range(start, end))
+                    .order_by(points.c.t.desc(), points.c.step.desc().nulls_last())
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    out[sid] = (float(row[0]), _value(row[1]))
+        return out
+
     def points_in(
         self, series_id: int, start: float | None = None, end: float | None = None, limit: int | None = None
     ) -> SeriesData:
