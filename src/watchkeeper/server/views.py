@@ -102,6 +102,10 @@ def deployment(project: str, model: str, version: str) -> str:
     return model_subject(model, version)
 
 
+PER_PART = frozenset({"endpoint", "stage"})
+"""Labels of the series a monitor writes per endpoint or per stage beside a deployment's totals."""
+
+
 class SeriesReader:
     """Series of one subject by name, bucketed over a range in one store query per call."""
 
@@ -118,11 +122,14 @@ class SeriesReader:
         return [s for s in self._all if s.name in wanted]
 
     def read(
-        self, names: Sequence[str], agg: Agg | dict[str, Agg] = "mean"
+        self, names: Sequence[str], agg: Agg | dict[str, Agg] = "mean", *, totals: bool = False
     ) -> dict[str, list[dict[str, Any]]]:
         """``{name: [{"labels", "t", "v"}, ...]}`` per series of each name (one per label set), ``v`` the
-        bucket's ``agg`` (per name when a dict), ``t`` the bucket's start."""
+        bucket's ``agg`` (per name when a dict), ``t`` the bucket's start. With ``totals``, only the
+        deployment's totals: series without an ``endpoint`` or ``stage`` label."""
         found = self.infos(names)
+        if totals:
+            found = [s for s in found if not PER_PART.intersection(s.labels)]
         out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         if not found:
             return out
@@ -458,7 +465,8 @@ def overview(
     end: Seconds = None,
     step: StepParam = None,
 ) -> dict[str, Any]:
-    """A deployment's health over the range: traffic, latency p50/p95/p99, error rate and rate by error
+    """A deployment's health over the range (its totals: per-endpoint and per-stage series are in
+    ``/api/v1/signals``): traffic, latency p50/p95/p99, error rate and rate by error
     type, drift share, labelled performance with its interval, label delay; each panel with its series, its
     newest value and a status colour from the alerts on its signals; the open alerts and the alert state
     changes in the range (the charts mark them on the time axis)."""
@@ -472,7 +480,7 @@ def overview(
     ]
     panels = []
     for key, title, unit, names, agg in OVERVIEW:
-        data = reader.read(names, {n: agg.get(n, "mean") for n in names})
+        data = reader.read(names, {n: agg.get(n, "mean") for n in names}, totals=True)
         series = [{"name": n, **s} for n in names for s in data[n]]
         main = [s for s in series if s["name"] == names[0] and not s["labels"]]
         panels.append(
