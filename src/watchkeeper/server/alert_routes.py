@@ -30,6 +30,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from watchkeeper.server.auth import Principal, principal
+from watchkeeper.server.query import _check_range, _num
 from watchkeeper.server.schema import Num, no_nul, problems
 from watchkeeper.server.schema import Time as BodyTime
 from watchkeeper.store.alerts import NotificationRecord, Silence
@@ -168,17 +169,6 @@ def _alerts(request: Request) -> Any:
 def _unprocessable(field: str, message: str) -> HTTPException:
     """A 422 in the shape of the app's validation errors: the input at fault and what was wrong."""
     return HTTPException(422, [{"field": field, "message": message}])
-
-
-def _check_range(start: float | None, end: float | None) -> None:
-    if start is not None and end is not None and start > end:
-        raise _unprocessable("query.start", f"start ({start:g}) is after end ({end:g})")
-
-
-def _num(x: float | None) -> float | str | None:
-    if x is None or x != x:
-        return None
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
 def _readable(who: Principal, project: str | None) -> str | frozenset[str] | None:
