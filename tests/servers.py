@@ -1,5 +1,5 @@
-"""Servers for the tests on 127.0.0.1: a free port, and the watchkeeper app (or any ASGI app) under uvicorn
-in a thread of the test process, started and always stopped.
+"""Servers for the tests on 127.0.0.1: a free port, the watchkeeper app (or any ASGI app) under uvicorn in a
+thread of the test process, and a real Prometheus scraping it; each started and always stopped.
 
 Loaded by path, as tests/browser.py explains (the tests run with ``--import-mode=importlib``)::
 
@@ -10,8 +10,12 @@ Loaded by path, as tests/browser.py explains (the tests run with ``--import-mode
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from watchkeeper.store import Store
@@ -59,3 +63,37 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(30)
+
+
+@contextmanager
+def prometheus(binary: str, tmp_path: Path, target_port: int, token: str) -> Iterator[str]:
+    """A Prometheus on 127.0.0.1 scraping the target every second with a bearer token; yields its URL."""
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: watchkeeper\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
+        f"    authorization:\n      type: Bearer\n      credentials: {token}\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    )
+    log = (tmp_path / "prometheus.log").open("w")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()

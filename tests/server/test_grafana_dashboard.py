@@ -11,10 +11,8 @@ import math
 import re
 import runpy
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ BUILTINS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__rang
 ROWS = {"Traffic", "Latency", "Errors", "Drift", "Alerts", "Ingest health"}
 
 _servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
-Server, free_port = _servers["Server"], _servers["free_port"]
+Server, free_port, _prometheus = _servers["Server"], _servers["free_port"], _servers["prometheus"]
 
 
 def _dashboard() -> dict[str, Any]:
@@ -265,40 +263,6 @@ def _monitors_and_alerts(store: Store, now: float) -> None:
         )
         for name, project, extra, state in states
     )
-
-
-@contextmanager
-def _prometheus(binary: str, tmp_path: Path, target_port: int, token: str) -> Iterator[str]:
-    """A Prometheus on 127.0.0.1 scraping the target every second with a bearer token; yields its URL."""
-    port = free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: watchkeeper\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
-        f"    authorization:\n      type: Bearer\n      credentials: {token}\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-    )
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
 
 
 def _api(httpx: Any, url: str, path: str, **params: Any) -> Any:

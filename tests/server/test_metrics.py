@@ -331,7 +331,7 @@ def test_promtool_check_metrics_accepts_a_real_scrape(store):
 
 
 _servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
-Server, _free_port = _servers["Server"], _servers["free_port"]
+Server, _free_port, _prometheus = _servers["Server"], _servers["free_port"], _servers["prometheus"]
 
 
 @contextmanager
@@ -340,40 +340,6 @@ def _serve(app) -> Iterator[int]:
     pytest.importorskip("uvicorn", reason="the server needs the dev extra")
     with Server(app, lifespan="off") as server:
         yield server.port
-
-
-@contextmanager
-def _prometheus(binary: str, tmp_path, target_port: int, token: str) -> Iterator[str]:
-    """A Prometheus on 127.0.0.1 scraping the target every second with a bearer token; yields its URL."""
-    port = _free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: watchkeeper\n    scrape_interval: 1s\n    scrape_timeout: 1s\n"
-        f"    authorization:\n      type: Bearer\n      credentials: {token}\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-    )
-    log = (tmp_path / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
 
 
 def _query(httpx, url: str, promql: str) -> list[dict]:
