@@ -60,10 +60,11 @@ def _same_number(got: Any, want: float) -> bool:
     return got == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
-SKETCH_TOLERANCE = 0.02
+SKETCH_TOLERANCE = 0.04
 """How far a quantile-sketch figure of two merges of the same windows may differ: KLL compaction is
-randomised, so each merge is a slightly different sketch (rank error 0.39% each at k=700, the KS statistic
-within 0.01 of the exact one per the drift module; two merges' errors add)."""
+randomised, so each merge is a slightly different sketch (the drift module puts the KS statistic within
+0.01 of the exact one with high probability, not surely; two merges' errors add, and a clean-clone run saw
+0.023 between two merges of 12 windows of about 100 rows)."""
 
 
 def _check_drift_against_direct(answer: dict[str, Any], direct: DriftResult, exact: bool) -> None:
