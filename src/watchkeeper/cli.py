@@ -823,5 +823,5 @@ def main() -> None:
     app()
 
 
-# the alerting commands live in their own module and register themselves on `app`
-from watchkeeper import cli_alerts  # noqa: E402, F401
+# the alerting and evaluation commands live in their own modules and register themselves on `app`
+from watchkeeper import cli_alerts, cli_eval  # noqa: E402, F401

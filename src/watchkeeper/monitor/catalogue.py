@@ -82,6 +82,12 @@ SIGNALS: dict[str, str] = {
     "cost_per_request": "cost per request (per LLM call when the window has no endpoints)",
     "cost_per_day": "the window's cost scaled to a day",
     "cost_budget_ratio": "cost per day over the model's daily budget",
+    # anomaly detection on KPI streams, from run.watch_anomalies (labels detector, entity)
+    "anomaly_score": "a closed window's anomaly score (higher is more anomalous)",
+    "anomaly": "1 when the window's anomaly score is above the detector's threshold, else 0",
+    "anomaly_threshold": "the detector's calibrated threshold",
+    "anomalies": "windows above the threshold in a scoring pass",
+    "anomaly_late_rows": "KPI rows that came after their window had been scored (dropped)",
     # the monitors and the alert engine themselves
     "monitor_windows": "windows a monitor pass processed",
     "monitor_lag_seconds": "seconds between now and the end of the newest monitored window",

@@ -28,7 +28,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.errors import UsageError
 from watchkeeper.profile import Profile, profile
@@ -56,6 +56,9 @@ from watchkeeper.store import (
 from watchkeeper.store.alerts import RUN_ALERTS_KEY
 from watchkeeper.store.blobs import digest_file
 from watchkeeper.store.profiles import model_subject
+
+if TYPE_CHECKING:
+    from watchkeeper.sdk.anomalies import AnomalyWatch
 from watchkeeper.store.runs import HEARTBEAT_EVERY
 
 log = logging.getLogger("watchkeeper")
@@ -218,6 +221,7 @@ class Run:
         self._writer: Writer | None = None
         self._window = _check_window(window)
         self._watcher: Watcher | None = None
+        self._anomaly_watches: list[AnomalyWatch] = []
         self._system: SystemMetrics | None = None
         self._system_rows: deque[tuple[float, dict[str, float]]] = deque(maxlen=10_000)
         self._reset_out()
@@ -415,11 +419,12 @@ class Run:
 
     def _next_batch(self, final: bool) -> Batch:
         watched = self._watcher.drain(final) if self._watcher is not None else None
+        anomaly_points = [p for aw in list(self._anomaly_watches) for p in aw.drain(final)]
         with self._lock:
             self._process_queue()
             out = self._out
             self._reset_out()
-            batch = Batch(samples=out["samples"], blobs=out["blobs"])
+            batch = Batch(samples=out["samples"], blobs=out["blobs"], points=anomaly_points)
             if watched is not None:
                 batch.profiles.extend(watched.profiles)
                 batch.samples.extend(watched.samples)
@@ -793,6 +798,9 @@ class Run:
             if self._state == _FINISHED:
                 self._check_active("alert")
             return  # a forked child's run records nothing
+        self._queue_alert(title, text, severity, wait)
+
+    def _queue_alert(self, title: str, text: str, severity: str, wait: float) -> None:
         now = time.time()
         with self._lock:
             last = self._alerts_sent.get(title)
@@ -805,6 +813,53 @@ class Run:
             )
         if self._writer is not None:
             self._writer.wake.set()
+
+    def watch_anomalies(
+        self,
+        detector: Any,
+        windows: Any = None,
+        *,
+        by: str | list[str] | None = None,
+        time: str | None = None,
+        name: str | None = None,
+        lateness: float = 0.0,
+        alert: bool = True,
+        alert_wait: float | datetime.timedelta | None = 300.0,
+    ) -> AnomalyWatch:
+        """Score a stream of KPI rows online with a fitted anomaly ``detector`` (see watchkeeper.anomaly).
+
+        ``windows``: the :class:`~watchkeeper.anomaly.Windows` the detector was trained on (rows are windowed
+        per ``by`` entity when their window is over), or None when the logged rows are already feature rows.
+        ``time``: the rows' time column (default: the windows'). Each scored window becomes the signals
+        ``anomaly_score`` and ``anomaly`` (labels ``detector`` = ``name``, ``entity``), which alert rules and
+        the dashboard read; with ``alert``, a window above the detector's threshold also sends
+        :meth:`alert` (level WARN, at most once per entity per ``alert_wait``). ``lateness``: seconds to wait
+        past a window's end for stragglers. Returns the watch: ``aw.log(rows)`` queues rows (cheap), and
+        ``aw.flush()`` scores what is ready now and returns it (the run's writer also does, in the
+        background, and at finish).
+        """
+        from watchkeeper.sdk.anomalies import AnomalyWatch
+
+        wait = _wait_seconds(alert_wait)
+
+        def send(title: str, text: str) -> None:
+            if self._state != _FORKED:
+                self._queue_alert(title, text, "warning", wait)
+
+        aw = AnomalyWatch(
+            detector,
+            windows,
+            by=by,
+            time=time,
+            name=name,
+            lateness=lateness,
+            alert=send if alert else None,
+            project=self.project,
+            subject=self.subject,
+        )
+        with self._lock:
+            self._anomaly_watches.append(aw)
+        return aw
 
     def log_usage(
         self,
