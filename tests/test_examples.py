@@ -18,7 +18,7 @@ def _load(name: str):
 
 
 def test_kpi_anomaly_example_trains_validates_exports_watches_and_alerts(tmp_path):
-    pytest.importorskip("torch", reason="the example's autoencoder needs torch (pip install 'watchkeeper[torch]')")
+    pytest.importorskip("torch", reason="the example's autoencoder needs torch (watchkeeper[torch])")
     got = _load("kpi_anomaly").main(["--dir", str(tmp_path), "--devices", "12", "--epochs", "20"])
     assert got["auc"] > 0.95  # validation on the labelled third day
     assert got["incidents"] >= 1 and got["found"] == got["incidents"]  # every live incident flagged

@@ -403,3 +403,22 @@ def test_bad_settings_are_refused_with_the_argument_named(make, match):
 def test_iforest_max_features_above_width_is_refused_at_fit():
     with pytest.raises(ValueError, match="max_features=5 is more than the 3 features"):
         IsolationForestDetector(max_features=5).fit(np.zeros((10, 3)))
+
+
+def test_load_reads_every_saved_format(tmp_path):
+    from watchkeeper.anomaly import IsolationForestDetector, PCADetector, RobustBaseline, load
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 4))
+    for det in (IsolationForestDetector(n_estimators=20), PCADetector(n_components=2), RobustBaseline()):
+        det.fit(X)
+        det.calibrate(X, percentile=99)
+        path = tmp_path / f"{det.name}.wk"
+        det.save(path)
+        back = load(path)
+        assert type(back) is type(det)
+        np.testing.assert_array_equal(back.score(X), det.score(X))
+        assert back.threshold == det.threshold
+    (tmp_path / "junk").write_bytes(b"not a detector")
+    with pytest.raises(ValueError, match="not a saved detector in a known format"):
+        load(tmp_path / "junk")

@@ -188,8 +188,16 @@ def _load_torchscript(path: Path, *, threads: int | None = None) -> Detector:
 
 #: format tag -> (does a file starting with these bytes have the format?, loader). A detector with a file
 #: format of its own adds a row here.
+def _load_pickled(path: Path, *, threads: int | None = None) -> Detector:
+    from watchkeeper.anomaly.iforest import load_pickled
+
+    return load_pickled(path)
+
+
 _FORMATS: dict[str, tuple[Callable[[bytes], bool], Callable[..., Detector]]] = {
     "torchscript": (lambda head: head.startswith(b"PK"), _load_torchscript),
+    # IsolationForestDetector, RobustBaseline, PCADetector: a pickle behind a header (load only trusted files)
+    "pickle": (lambda head: head.startswith(b"WKDET1\n"), _load_pickled),
 }
 
 
