@@ -313,25 +313,25 @@ def _ewma_feature(
     pos, block = 0, 4096
     while pos < n:
         if block < _CALM_ROWS:  # clips close together: one row at a time, on Python floats
-            calm = 0
-            zs = z  # local names: this loop is the hot path for heavy-tailed data
-            for t, xt in enumerate(x[pos:].tolist(), start=pos):
-                s = max(math.sqrt(v), min_scale)
-                dev = xt - m
-                zt = dev / s
-                zs[t] = zt
-                if t >= clip_from and abs(zt) > clip:
-                    dev = math.copysign(clip * s, dev)
-                    calm = 0
-                else:
-                    calm += 1
-                m += alpha * dev
-                v = q * (v + alpha * dev * dev)
-                if calm >= _CALM_ROWS:
-                    pos, block = t + 1, 4 * _CALM_ROWS
-                    break
-            else:
-                pos = n
+            calm, t = 0, pos
+            while t < n and calm < _CALM_ROWS:
+                stop = min(n, t + 4 * _CALM_ROWS)
+                for xt in x[t:stop].tolist():
+                    s = max(math.sqrt(v), min_scale)
+                    dev = xt - m
+                    zt = dev / s
+                    z[t] = zt
+                    if t >= clip_from and abs(zt) > clip:
+                        dev = math.copysign(clip * s, dev)
+                        calm = 0
+                    else:
+                        calm += 1
+                    m += alpha * dev
+                    v = q * (v + alpha * dev * dev)
+                    t += 1
+                    if calm >= _CALM_ROWS:
+                        break
+            pos, block = t, 4 * _CALM_ROWS
             continue
         end = min(n, pos + block)
         y = x[pos:end] - m
