@@ -109,8 +109,10 @@ class Detector:
     def score(self, X: Any) -> np.ndarray:
         """One score per row, higher is more anomalous; NaN for a row with a NaN feature."""
         m = self._matrix(X, "score")
-        out = np.full(len(m), np.nan)
         ok = ~np.isnan(m).any(axis=1)
+        if ok.all():  # the usual case: no copy of the rows
+            return np.asarray(self._score(m), dtype=np.float64)
+        out = np.full(len(m), np.nan)
         if ok.any():
             out[ok] = self._score(m[ok])
         return out
