@@ -218,12 +218,16 @@ class AnomalyWatch:
         self.anomalies += int(flags.sum())
         entities = _entity_labels(feats, self.by)
         base = {"detector": self.name}
-        for ent in dict.fromkeys(entities):
-            idx = [i for i, e in enumerate(entities) if e == ent]
+        # one Points object per entity: group the windows by entity once (not a scan per entity)
+        codes, uniques = _factorize(entities)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        for k, ent in enumerate(uniques):
+            idx = order[bounds[k] : bounds[k + 1]]
             labels = {**base, "entity": ent} if self.by else dict(base)
-            ts = [float(ends[i]) for i in idx]
+            ts = ends[idx].tolist()
             names = [SCORE] * len(idx) + [FLAG] * len(idx)
-            values = [float(scores[i]) for i in idx] + [float(flags[i]) for i in idx]
+            values = scores[idx].tolist() + flags[idx].astype(np.float64).tolist()
             self._points.append(
                 Points(
                     self._project,
@@ -266,6 +270,15 @@ class AnomalyWatch:
                     f"score {scores[i]:.4g} above the threshold {thr:.4g} in the window "
                     f"{_iso(starts[i])} to {_iso(ends[i])}",
                 )
+
+
+def _factorize(entities: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of ``entities`` in order of first appearance, and the distinct entities."""
+    index: dict[str, int] = {}
+    codes = np.fromiter(
+        (index.setdefault(e, len(index)) for e in entities), dtype=np.int64, count=len(entities)
+    )
+    return codes, list(index)
 
 
 def _entity_labels(feats: Any, by: list[str]) -> list[str]:
