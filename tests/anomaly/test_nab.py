@@ -26,7 +26,8 @@ def test_scaled_sigmoid_by_hand():
     assert nab.scaled_sigmoid(-1.0) == pytest.approx(0.9866142981514305)
     assert nab.scaled_sigmoid(0.0) == 0.0
     assert nab.scaled_sigmoid(1.0) == pytest.approx(-0.9866142981514305)
-    assert nab.scaled_sigmoid(3.5) == -1.0
+    assert nab.scaled_sigmoid(3.0) == -1.0
+    assert abs(nab.MAX_TP - 0.9866142981514305) < 1e-12
 
 
 def test_probation_is_15_percent_at_most_750():
@@ -42,7 +43,7 @@ def test_perfect_detector_scores_100_and_null_scores_0():
     for profile in nab.PROFILES:
         s = nab.score_file(f, perfect, 0.5, profile)
         assert s.raw == pytest.approx(s.perfect)
-        assert s.perfect == pytest.approx(nab.PROFILES[profile].tp * _sig(-1.0))
+        assert s.perfect == pytest.approx(nab.PROFILES[profile].tp)  # sigma(-1) / sigma(-1)
         sw = nab.sweep([f], {f.key: perfect}, profile)
         assert sw.normalised() == pytest.approx(100.0)
         never = nab.sweep([f], {f.key: np.zeros(1000)}, profile)
@@ -58,8 +59,8 @@ def test_late_detection_earns_less_than_early():
     lt = nab.score_file(f, late, 0.5)
     assert e.raw > lt.raw > -1.0
     # by hand: row 510 of a window 500..599 (width 100): y = -(599 - 510 + 1) / 100 = -0.9
-    assert e.raw == pytest.approx(_sig(-0.9))
-    assert lt.raw == pytest.approx(_sig(-0.1))
+    assert e.raw == pytest.approx(_sig(-0.9) / _sig(-1.0))
+    assert lt.raw == pytest.approx(_sig(-0.1) / _sig(-1.0))
 
 
 def test_only_first_detection_in_window_counts_and_false_positives_by_distance():
@@ -70,7 +71,7 @@ def test_only_first_detection_in_window_counts_and_false_positives_by_distance()
     s[601] = 1.0  # just after the window: (601 - 599) / 99 -> small cost
     s[900] = 1.0  # far after: y = 301 / 99 > 3 -> full cost
     got = nab.score_file(f, s, 0.5)
-    want = _sig(-0.8) + 0.11 * (-1.0) + 0.11 * _sig(2 / 99) + 0.11 * (-1.0)
+    want = _sig(-0.8) / _sig(-1.0) + 0.11 * (-1.0) + 0.11 * _sig(2 / 99) + 0.11 * (-1.0)
     assert got.raw == pytest.approx(want)
     assert (got.tp, got.fn, got.fp) == (1, 0, 3)
 

@@ -2,11 +2,13 @@
 
 A detector scores every row of a file in order, using only the rows before it, with a number in [0, 1]; a
 row is a detection when its score is at or above the threshold. Per file, with profile weights
-``A_TP, A_FN, A_FP`` and the scaled sigmoid ``sigma(y) = 2 / (1 + e^(5 y)) - 1`` (``-1`` for ``y > 3``):
+``A_TP, A_FN, A_FP`` and the scaled sigmoid ``sigma(y) = 2 / (1 + e^(5 y)) - 1`` (``-1`` for ``y >= 3``):
 
 - the first 15% of the rows (at most 750) are a probationary period and count for nothing;
-- in each labelled window only the earliest detection counts, for ``A_TP * sigma(y)`` with
-  ``y = -(right - i + 1) / width`` (-1 at the window's first row, near 0 at its last);
+- in each labelled window only the earliest detection counts, for ``A_TP * sigma(y) / sigma(-1)`` with
+  ``y = -(right - i + 1) / width`` (-1 at the window's first row, near 0 at its last): a detection on the
+  window's first row earns exactly ``A_TP`` (NAB's scorer divides by ``sigma(-1)``, and its published scores
+  were computed so);
 - a window without a detection costs ``A_FN``;
 - every detection outside the windows costs ``A_FP * sigma(y)`` (``sigma`` is negative there), ``y`` being
   its distance past the end of the preceding window over that window's ``width - 1``, and ``-A_FP`` when no
@@ -36,6 +38,8 @@ import numpy as np
 
 PROBATION_SHARE = 0.15
 PROBATION_MAX = 750
+#: sigma(-1): a detection on a window's first row, the most a detection can earn before normalising
+MAX_TP = float(2.0 / (1.0 + math.exp(-5.0)) - 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +89,11 @@ def probation_length(n: int) -> int:
 
 
 def scaled_sigmoid(y: np.ndarray | float) -> np.ndarray:
-    """NAB's ``sigma(y) = 2 / (1 + e^(5 y)) - 1``, and -1 beyond ``y = 3``."""
+    """NAB's ``sigma(y) = 2 / (1 + e^(5 y)) - 1``, and -1 from ``y = 3`` on."""
     y = np.asarray(y, dtype=np.float64)
     with np.errstate(over="ignore"):
         s = 2.0 / (1.0 + np.exp(5.0 * y)) - 1.0
-    return np.where(y > 3.0, -1.0, s)
+    return np.where(y >= 3.0, -1.0, s)
 
 
 # -- the corpus --
@@ -178,7 +182,7 @@ def _rows(f: NabFile, p: Profile) -> _Rows:
         if inside.any():
             counted += 1
         window[inside] = w
-        credit[inside] = p.tp * scaled_sigmoid(-(hi - idx[inside] + 1) / width)
+        credit[inside] = p.tp * scaled_sigmoid(-(hi - idx[inside] + 1) / width) / MAX_TP
         prev_right, prev_width = hi, width
     if prev_right is not None:
         after = idx > prev_right
