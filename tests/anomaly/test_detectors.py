@@ -16,8 +16,9 @@ import pytest
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
-from watchkeeper.anomaly.iforest import PICKLE_MAGIC, IsolationForestDetector, load_pickled
+from watchkeeper.anomaly.iforest import IsolationForestDetector
 from watchkeeper.anomaly.pca import PCADetector
+from watchkeeper.anomaly.pickled import PICKLE_MAGIC, load_pickled
 from watchkeeper.anomaly.robust import RobustBaseline
 
 # -- reference implementations -------------------------------------------------------------------------------

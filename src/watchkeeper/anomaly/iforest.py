@@ -1,4 +1,4 @@
-"""Isolation Forest detector, and the pickled save format shared by the detectors built on scikit-learn.
+"""Isolation Forest detector.
 
 Liu, Ting & Zhou, "Isolation Forest", ICDM 2008. Each tree splits a random subsample of ``psi`` rows on a
 random feature at a value drawn uniformly between that feature's minimum and maximum in the node, until every
@@ -19,31 +19,19 @@ Thresholds come from :meth:`Detector.calibrate`, so scikit-learn's ``contaminati
 >>> bool(s[1] > 0.6 > s[0])
 True
 
-Saving (:func:`load_pickled`): a file is ``b"WKDET1\\n"`` followed by a pickle of
-``{"class": "<module>.<Class>", "state": det.to_state()}``; ``load_pickled`` checks the header, imports the
-class (a watchkeeper :class:`Detector`) and calls its ``from_state``. A pickle runs code when it is loaded:
-load only files you trust. Models pickled by one scikit-learn version may not load, or not score the same,
-under another.
+Saved as a pickle of its state (:mod:`watchkeeper.anomaly.pickled`; load only files you trust).
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import pickle
-import tempfile
 from typing import Any, Self
 
 import numpy as np
 
-from watchkeeper.anomaly.base import Detector
-from watchkeeper.anomaly.calibrate import Calibration
-
-#: the first bytes of a pickled detector file
-PICKLE_MAGIC = b"WKDET1\n"
+from watchkeeper.anomaly.pickled import PickledDetector
 
 
-class IsolationForestDetector(Detector):
+class IsolationForestDetector(PickledDetector):
     """Isolation Forest (scikit-learn's ``IsolationForest``) scored as Liu et al.'s ``s(x, psi)`` in (0, 1].
 
     ``max_samples`` is the subsample per tree (``"auto"``: min(256, rows)), ``max_features`` the features
@@ -144,7 +132,7 @@ class IsolationForestDetector(Detector):
     def to_state(self) -> dict[str, Any]:
         """Everything :meth:`from_state` needs: settings, fitted model, columns and threshold."""
         return {
-            **_common_state(self),
+            **self.common_state(),
             "model": self.model_,
             "mean": self.mean_,
             "scale": self.scale_,
@@ -153,98 +141,11 @@ class IsolationForestDetector(Detector):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         det = cls(**state["params"])
-        _restore_common(det, state)
+        det.restore_common(state)
         det.model_ = state["model"]
         det.mean_ = state["mean"]
         det.scale_ = state["scale"]
         return det
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the detector to ``path`` (see :func:`load_pickled`)."""
-        _save_pickled(self, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Self:
-        """Read a detector saved by :meth:`save`; only load files you trust (a pickle runs code)."""
-        return _load_as(cls, path)
-
-
-# -- the pickled save format ---------------------------------------------------------------------------------
-
-
-def _save_pickled(det: Detector, path: str | os.PathLike[str]) -> None:
-    """Write ``PICKLE_MAGIC`` + pickle of ``{"class", "state"}``, through a temporary file renamed into
-    place, so a crash never leaves half a file under ``path``."""
-    cls = type(det)
-    payload = {"class": f"{cls.__module__}.{cls.__qualname__}", "state": det.to_state()}  # type: ignore[attr-defined]
-    data = PICKLE_MAGIC + pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    target = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".wkdet-", dir=os.path.dirname(os.path.abspath(target)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def load_pickled(path: str | os.PathLike[str]) -> Detector:
-    """Read a detector written by ``save`` (a file starting with ``PICKLE_MAGIC``).
-
-    The class must be a :class:`Detector` in a ``watchkeeper`` module with a ``from_state``. Unpickling runs
-    code chosen by whoever wrote the file: load only files you trust.
-    """
-    with open(path, "rb") as f:
-        head = f.read(len(PICKLE_MAGIC))
-        if head != PICKLE_MAGIC:
-            raise ValueError(
-                f"load_pickled: {os.fspath(path)!r} is not a pickled watchkeeper detector "
-                f"(expected the header {PICKLE_MAGIC!r}, got {head!r})"
-            )
-        payload = pickle.load(f)
-    if not isinstance(payload, dict) or not {"class", "state"} <= payload.keys():
-        raise ValueError(
-            f"load_pickled: {os.fspath(path)!r}: expected a dict with 'class' and 'state', got "
-            f"{type(payload).__name__}"
-        )
-    qualified = payload["class"]
-    module, _, name = str(qualified).rpartition(".")
-    if not module.startswith("watchkeeper."):
-        raise ValueError(f"load_pickled: expected a watchkeeper detector class, got {qualified!r}")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"load_pickled: detector class {qualified!r} not found in this watchkeeper") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Detector) and hasattr(cls, "from_state")):
-        raise ValueError(f"load_pickled: {qualified!r} is not a detector that can be restored from its state")
-    return cls.from_state(payload["state"])
-
-
-def _load_as(cls: type, path: str | os.PathLike[str]) -> Any:
-    det = load_pickled(path)
-    if not isinstance(det, cls):
-        raise ValueError(
-            f"{cls.__name__}.load: {os.fspath(path)!r} holds a {type(det).__name__}, not a {cls.__name__}"
-        )
-    return det
-
-
-def _common_state(det: Detector) -> dict[str, Any]:
-    """The part of a detector's state that the base class owns."""
-    return {
-        "params": det.params(),
-        "columns": None if det.columns is None else list(det.columns),
-        "threshold": det.threshold,
-        "calibration": None if det.calibration is None else det.calibration.as_dict(),
-    }
-
-
-def _restore_common(det: Detector, state: dict[str, Any]) -> None:
-    det.columns = state["columns"]
-    det.threshold = state["threshold"]
-    det.calibration = None if state["calibration"] is None else Calibration(**state["calibration"])
 
 
 def _is_int(v: Any) -> bool:

@@ -24,23 +24,15 @@ True
 
 from __future__ import annotations
 
-import os
 from typing import Any, Self
 
 import numpy as np
 
-from watchkeeper.anomaly.base import Detector
-from watchkeeper.anomaly.iforest import (
-    _common_state,
-    _is_float,
-    _is_int,
-    _load_as,
-    _restore_common,
-    _save_pickled,
-)
+from watchkeeper.anomaly.iforest import _is_float, _is_int
+from watchkeeper.anomaly.pickled import PickledDetector
 
 
-class PCADetector(Detector):
+class PCADetector(PickledDetector):
     """Squared reconstruction error in standardised space from the top ``n_components`` principal axes."""
 
     name = "pca"
@@ -120,7 +112,7 @@ class PCADetector(Detector):
     def to_state(self) -> dict[str, Any]:
         """Settings, columns, threshold and the fitted standardisation and axes (numpy arrays)."""
         return {
-            **_common_state(self),
+            **self.common_state(),
             "mean": self.mean_,
             "scale": self.scale_,
             "center": self.center_,
@@ -130,16 +122,7 @@ class PCADetector(Detector):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         det = cls(**state["params"])
-        _restore_common(det, state)
+        det.restore_common(state)
         det.mean_, det.scale_ = state["mean"], state["scale"]
         det.center_, det.components_ = state["center"], state["components"]
         return det
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the detector to ``path`` (see ``iforest.load_pickled``)."""
-        _save_pickled(self, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Self:
-        """Read a detector saved by :meth:`save`; only load files you trust (a pickle runs code)."""
-        return _load_as(cls, path)

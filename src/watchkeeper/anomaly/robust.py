@@ -51,14 +51,12 @@ binary search on each sorted window.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Self
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from watchkeeper.anomaly.base import Detector
-from watchkeeper.anomaly.iforest import _common_state, _load_as, _restore_common, _save_pickled
+from watchkeeper.anomaly.pickled import PickledDetector
 
 _MAD_TO_SIGMA = 0.6745  # Iglewicz & Hoaglin's constant: the 0.75 quantile of N(0, 1)
 _MEANAD_TO_SIGMA = math.sqrt(math.pi / 2)  # E|X - mu| = sigma sqrt(2 / pi) for a normal X
@@ -68,7 +66,7 @@ _CALM_ROWS = 64  # EWMA: rows without a clip before leaving the row-by-row loop 
 _MAD_CHUNK = 4096  # windows sorted and searched per step: big enough to amortise numpy's per-call cost
 
 
-class RobustBaseline(Detector):
+class RobustBaseline(PickledDetector):
     """Per-feature robust z-scores against an online baseline: ``"ewma"`` (exponentially weighted mean and
     variance, spikes winsorised at ``clip``) or ``"mad"`` (rolling median and MAD over ``window`` rows).
 
@@ -263,7 +261,7 @@ class RobustBaseline(Detector):
     def to_state(self) -> dict[str, Any]:
         """Settings, columns, threshold and the learnt baseline (plain numbers and numpy arrays)."""
         return {
-            **_common_state(self),
+            **self.common_state(),
             "n": self._n,
             "mean": self._mean.copy(),
             "var": self._var.copy(),
@@ -273,21 +271,12 @@ class RobustBaseline(Detector):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         det = cls(**state["params"])
-        _restore_common(det, state)
+        det.restore_common(state)
         det._n = int(state["n"])
         det._mean = np.asarray(state["mean"], dtype=np.float64)
         det._var = np.asarray(state["var"], dtype=np.float64)
         det._buffer = np.asarray(state["buffer"], dtype=np.float64)
         return det
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the detector, baseline included, to ``path`` (see ``iforest.load_pickled``)."""
-        _save_pickled(self, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Self:
-        """Read a detector saved by :meth:`save`; only load files you trust (a pickle runs code)."""
-        return _load_as(cls, path)
 
 
 def _ewma_feature(

@@ -189,7 +189,7 @@ def _load_torchscript(path: Path, *, threads: int | None = None) -> Detector:
 #: format tag -> (does a file starting with these bytes have the format?, loader). A detector with a file
 #: format of its own adds a row here.
 def _load_pickled(path: Path, *, threads: int | None = None) -> Detector:
-    from watchkeeper.anomaly.iforest import load_pickled
+    from watchkeeper.anomaly.pickled import load_pickled
 
     return load_pickled(path)
 
