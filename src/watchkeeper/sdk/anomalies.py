@@ -204,6 +204,23 @@ class AnomalyWatch:
             result.insert(i, col, feats.index.get_level_values(col))
         return result
 
+    def _add_points(
+        self, names: list[str], t: list[float], values: list[float], labels: dict[str, str]
+    ) -> None:
+        # run_id None: these are the subject's signals, as monitors write them, not the run's history
+        self._points.append(
+            Points(
+                self._project,
+                self._subject,
+                names,
+                [None] * len(names),
+                t,
+                values,
+                run_id=None,
+                labels=labels,
+            )
+        )
+
     def _record(
         self,
         feats: Any,
@@ -228,18 +245,7 @@ class AnomalyWatch:
             ts = ends[idx].tolist()
             names = [SCORE] * len(idx) + [FLAG] * len(idx)
             values = scores[idx].tolist() + flags[idx].astype(np.float64).tolist()
-            self._points.append(
-                Points(
-                    self._project,
-                    self._subject,
-                    names,
-                    [None] * len(names),
-                    ts + ts,
-                    values,
-                    run_id=None,
-                    labels=labels,
-                )
-            )
+            self._add_points(names, ts + ts, values, labels)
         t_last = float(ends.max()) if n else None
         if t_last is not None:
             names, values = [COUNT], [float(flags.sum())]
@@ -249,18 +255,7 @@ class AnomalyWatch:
             if self.late_rows:
                 names.append(LATE)
                 values.append(float(self.late_rows))
-            self._points.append(
-                Points(
-                    self._project,
-                    self._subject,
-                    names,
-                    [None] * len(names),
-                    [t_last] * len(names),
-                    values,
-                    run_id=None,
-                    labels=dict(base),
-                )
-            )
+            self._add_points(names, [t_last] * len(names), values, dict(base))
         if self._alert is not None and flags.any():
             for i in np.nonzero(flags)[0]:
                 ent = entities[i]
