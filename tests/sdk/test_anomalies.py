@@ -155,3 +155,21 @@ def test_scored_windows_become_signals_and_alerts(store_uri, tmp_path):
     assert {e for e, v in flags.items() if np.nansum(v) > 0} == {"r2"}
     assert sent == ["kpi: anomaly on r2"]  # run.alert, once per entity per alert_wait
     assert firing == ["r2"]
+
+
+def test_rows_that_are_already_features_are_scored_as_they_come():
+    windows = Windows("10min", stats=["mean", "max"], time="ts")
+    kpis = _kpis(1_700_000_000.0, hours=2.0)
+    det = _fitted(windows, kpis)
+    feats = windows.transform(kpis, by="device").reset_index()  # a pipeline that windows upstream
+    feats["ts"] = feats.pop("window_start")
+    aw = AnomalyWatch(det, None, by="device", time="ts")
+    half = len(feats) // 2
+    aw.log(feats.iloc[:half])
+    first = aw.flush()
+    aw.log(feats.iloc[half:].to_dict("records"))  # a list of row dicts, older rows of other devices too
+    second = aw.flush(final=True)
+    assert aw.late_rows == 0  # nothing waits for a window: every row is scored, in any order
+    got = pd.concat([first, second], ignore_index=True)
+    assert list(got["device"]) == list(feats["device"])
+    np.testing.assert_allclose(got["score"].to_numpy(), det.score(feats[det.columns]), rtol=1e-12)

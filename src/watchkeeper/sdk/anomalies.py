@@ -13,11 +13,12 @@ These are the run's subject's signals, so alert rules and the dashboard read the
 (``anomaly{detector="kpi"} > 0``). With ``alert=True`` a window above the threshold also sends
 ``run.alert`` (throttled per entity by ``alert_wait``).
 
-Time is the data's own (event time): a window closes once a row at least ``lateness`` seconds past its end
-has been seen, for any entity, or when the run finishes. A window is scored once; rows for it that arrive
-later are counted and dropped, never moved to another window. Nothing here raises into the caller once
-``log`` has accepted the rows: a failure while scoring is logged and the rows of that flush are lost, said
-so in the log.
+With ``windows=None`` the logged rows are feature rows already (windowed upstream): each is scored as it
+comes, in any order. Otherwise time is the data's own (event time): a window closes once a row at least
+``lateness`` seconds past its end has been seen, for any entity, or when the run finishes. A window is
+scored once; rows for it that arrive later are counted and dropped, never moved to another window. Nothing
+here raises into the caller once ``log`` has accepted the rows: a failure while scoring is logged and the
+rows of that flush are lost, said so in the log.
 """
 
 from __future__ import annotations
@@ -185,8 +186,6 @@ class AnomalyWatch:
             )
             self._held = keep
             self._open_from = self._done_until - size + step
-        if self.windows is None:
-            self._done_until = self._open_from = max(self._done_until, float(ends.max()))
         scores = np.asarray(self.detector.score(feats), dtype=np.float64)
         thr = getattr(self.detector, "threshold", None)
         with np.errstate(invalid="ignore"):
