@@ -12,6 +12,7 @@ the calibration, once.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -78,6 +79,11 @@ def _numeric(col: Any) -> bool:
     return True
 
 
+#: the run each detector was last fitted with, so that calibrate() logs there too (held weakly, and
+#: outside the detector, so that pickling a detector never tries to pickle a run)
+_FIT_RUNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class Detector:
     """Base of every detector. Subclasses set ``name`` and implement ``_fit(X)`` and ``_score(X)`` on
     NaN-free float64 matrices, and ``_update(X)`` (score each row, then learn it) where the method allows.
@@ -104,6 +110,9 @@ class Detector:
         self._fit(clean, run=run)
         if run is not None:
             _safe_log(run, config={f"anomaly/{self.name}": self.params()})
+            _FIT_RUNS[self] = run
+        else:
+            _FIT_RUNS.pop(self, None)
         return self
 
     def score(self, X: Any) -> np.ndarray:
@@ -149,12 +158,14 @@ class Detector:
         Without ``labels``: the ``percentile`` of the scores (data assumed normal: ``100 - percentile`` % of
         normal rows will be flagged). With ``labels`` (1/True = anomaly): the operating point on the ROC
         curve that maximises ``criterion`` (``"f1"`` or ``"youden"``, TPR - FPR); the ROC AUC, precision and
-        recall there are reported, and logged to ``run`` when given.
+        recall there are reported, and logged to ``run`` (by default the run the detector was fitted with).
         """
         s = self.score(X)
         cal = calibrate_threshold(s, labels, percentile=percentile, criterion=criterion)
         self.threshold = cal.threshold
         self.calibration = cal
+        if run is None:
+            run = _FIT_RUNS.get(self)
         if run is not None:
             _safe_log(run, summary={f"anomaly/{self.name}/{k}": v for k, v in cal.as_dict().items()})
         return cal
