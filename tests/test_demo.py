@@ -40,6 +40,7 @@ RULE_NAMES = [
     "DatasetDrift",
     "AccuracyDrop",
     "LabelsLate",
+    "KpiAnomaly",
     "MonitorLagging",
 ]
 
@@ -83,6 +84,14 @@ def test_default_rules_with_a_notifier_routes_every_rule_to_it_and_keeps_the_lin
 def _series(name: str, values: list[float | None], **labels: str) -> dict[str, str]:
     body = ", ".join(f'{k}="{v}"' for k, v in labels.items())
     return {"series": f"{name}{{{body}}}", "values": " ".join("_" if v is None else f"{v:g}" for v in values)}
+
+
+def _windows(flags: list[int], every: int = 10) -> list[float | None]:
+    """A signal written once per ``every``-minute window, at the window's end: None in between."""
+    out: list[float | None] = []
+    for f in flags:
+        out += [None] * (every - 1) + [float(f)]
+    return [None, *out]  # the first value is minute 0
 
 
 def _case(minute: int, rule: str, *firing: dict[str, str], annotations: dict[str, str] | None = None) -> dict:
@@ -181,6 +190,28 @@ def test_each_default_rule_fires_on_its_pattern_after_its_for_and_not_on_a_look_
             "alert_rule_test": [_case(59, "LabelsLate"), _case(60, "LabelsLate", V2)],
         },
         {
+            "name": "KpiAnomaly: r1 above the threshold in the windows ending at minutes 30 and 40, r2 once",
+            "input_series": [
+                _series("anomaly", _windows([0, 0, 1, 1, 0, 0]), **V1, detector="kpi-ae", entity="r1"),
+                _series("anomaly", _windows([0, 0, 1, 0, 0, 0]), **V1, detector="kpi-ae", entity="r2"),
+            ],
+            "alert_rule_test": [
+                _case(44, "KpiAnomaly"),  # two windows from minute 40, pending for 5 minutes
+                _case(
+                    45,
+                    "KpiAnomaly",
+                    {**V1, "detector": "kpi-ae", "entity": "r1"},
+                    annotations={
+                        "summary": "kpi-ae flags r1: 2 anomalous windows in 30 min",
+                        "description": "The anomaly detector kpi-ae of fraud-clf@1 (project payments) "
+                        "scored 2 windows of r1 above its threshold in the last 30 minutes. Look at the KPIs "
+                        "of r1 around those windows (the dashboard's Anomalies tab, or the anomaly_score "
+                        "signal).",
+                    },
+                ),
+            ],
+        },
+        {
             "name": "MonitorLagging: the monitor stops at minute 20",
             "input_series": [
                 _series("monitor_lag_seconds", [60.0] * 20 + [660.0 + 60 * i for i in range(20)], project="p")
@@ -199,7 +230,7 @@ def test_each_default_rule_fires_on_its_pattern_after_its_for_and_not_on_a_look_
     result = run_rule_tests(path)
     assert result.errors == []
     assert result.failures == [], "\n".join(map(str, result.failures))
-    assert result.checks == sum(len(g["alert_rule_test"]) for g in groups) == 18
+    assert result.checks == sum(len(g["alert_rule_test"]) for g in groups) == 20
     tested = {c["alertname"] for g in groups for c in g["alert_rule_test"]}
     assert tested == set(RULE_NAMES)
 

@@ -18,7 +18,7 @@ import yaml
 
 DEFAULT_RULES: Path = Path(str(files("watchkeeper.alerting").joinpath("default_rules.yaml")))
 """The default rules file: HighP99Latency, HighErrorRate, FeatureDrift, DatasetDrift, AccuracyDrop,
-LabelsLate and MonitorLagging."""
+LabelsLate, KpiAnomaly and MonitorLagging."""
 
 
 def default_rules_text() -> str:
