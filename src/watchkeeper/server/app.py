@@ -46,6 +46,7 @@ def create_app(
         metrics,
         query,
         views,
+        views_anomalies,
         views_compare,
         views_drift,
         views_predictions,
@@ -76,6 +77,7 @@ def create_app(
     app.include_router(views_compare.router)
     app.include_router(views_runs.router)
     app.include_router(views_samples.router)
+    app.include_router(views_anomalies.router)
     app.include_router(dashboard.router)
 
     @app.get("/api/v1/health", tags=["meta"], response_model=HealthOut)

@@ -14,13 +14,14 @@ export const RANGES = [
 const DEFAULT_RANGE = "24h";
 const TABS = [
   ["overview", "Overview"], ["drift", "Drift"], ["predictions", "Predictions"], ["samples", "Samples"],
+  ["anomalies", "Anomalies"],
 ];
 
 // [pattern, page module, tab] in order; the first whose pattern matches the path wins.
 const ROUTES = [
   [/^\/?$/, "home"],
   [/^\/p\/([^/]+)\/?$/, "home"],
-  [/^\/p\/([^/]+)\/m\/([^/]+)\/v\/([^/]+)\/?(overview|drift|predictions|samples)?$/, "deployment"],
+  [/^\/p\/([^/]+)\/m\/([^/]+)\/v\/([^/]+)\/?(overview|drift|predictions|samples|anomalies)?$/, "deployment"],
   [/^\/p\/([^/]+)\/m\/([^/]+)\/compare$/, "compare"],
   [/^\/runs$/, "runs"],
   [/^\/alerts$/, "alerts"],
