@@ -27,6 +27,7 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from watchkeeper.sdk.anomalies import FLAG, LATE, SCORE, THRESHOLD
 from watchkeeper.server.query import _bad, _num, _nums
 from watchkeeper.server.schema import problems
 from watchkeeper.server.views import (
@@ -46,7 +47,6 @@ from watchkeeper.store.signals import Buckets
 
 router = APIRouter(prefix="/api/v1/views", tags=["dashboard"], responses=problems(401, 503))
 
-SCORE, FLAG, THRESHOLD, LATE = "anomaly_score", "anomaly", "anomaly_threshold", "anomaly_late_rows"
 
 CHART_ENTITIES = 20
 """Entities charted per detector at most (the highest ranked): more lines than this are unreadable."""
