@@ -23,9 +23,11 @@ browser, save_screenshot, console_errors = (
 DEPLOYMENT = {"project": "payments", "model": "fraud-clf", "version": "1"}
 
 
-def _points(store, name, subject="model:fraud-clf@1", **labels):
+def _points(store, name, subject="model:fraud-clf@1", start=None, end=None, **labels):
+    """A series' stored points in ``[start, end)``: what a route over that range aggregates (the newest
+    window's point lies at the range's end when the simulation ended on a step boundary)."""
     (s,) = [x for x in store.signals.series("payments", subject=subject, name=name) if x.labels == labels]
-    return store.signals.points_in(s.id)
+    return store.signals.points_in(s.id, start, end)
 
 
 def test_steps_cut_a_range_into_at_most_720_aligned_buckets():
@@ -50,12 +52,12 @@ def test_overview_series_are_the_bucket_aggregates_of_the_stored_points(dashboar
     assert (data["start"], data["end"], data["step"]) == (start, end, step)
     panels = {p["key"]: p for p in data["panels"]}
     assert list(panels) == ["traffic", "latency", "errors", "drift", "performance", "labels"]
-    raw = _points(dashboard.store, "latency_p99_ms")
+    raw = _points(dashboard.store, "latency_p99_ms", start=start, end=end)
     k = np.floor(raw.t / step)
     (p99,) = [s for s in panels["latency"]["series"] if s["name"] == "latency_p99_ms" and not s["labels"]]
     want_max = {float(b * step): float(raw.value[k == b].max()) for b in np.unique(k)}
     assert dict(zip(p99["t"], p99["v"], strict=True)) == pytest.approx(want_max)  # p99: the worst window
-    rate = _points(dashboard.store, "request_rate")
+    rate = _points(dashboard.store, "request_rate", start=start, end=end)
     (traffic,) = [s for s in panels["traffic"]["series"] if not s["labels"]]  # the total, not per endpoint
     kk = np.floor(rate.t / step)
     want_mean = {float(b * step): float(rate.value[kk == b].mean()) for b in np.unique(kk)}

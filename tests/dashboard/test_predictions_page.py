@@ -25,9 +25,11 @@ DEPLOYMENT = {"project": "payments", "model": "fraud-clf", "version": "1"}
 SUBJECT = "model:fraud-clf@1"
 
 
-def _points(store, name, **labels):
+def _points(store, name, start=None, end=None, **labels):
+    """A series' stored points in ``[start, end)``: what a route over that range aggregates (the newest
+    window's point lies at the range's end when the simulation ended on a step boundary)."""
     (s,) = [x for x in store.signals.series("payments", subject=SUBJECT, name=name) if x.labels == labels]
-    return store.signals.points_in(s.id)
+    return store.signals.points_in(s.id, start, end)
 
 
 def _answer(dashboard, step=600):
@@ -70,7 +72,7 @@ def test_panels_are_bucket_means_of_the_stored_signals(dashboard):
     ]
     for key, name, labels in checks:
         (got,) = [s for s in panels[key]["series"] if s["name"] == name and s["labels"] == labels]
-        raw = _points(dashboard.store, name, **labels)
+        raw = _points(dashboard.store, name, data["start"], data["end"], **labels)
         k = np.floor(raw.t / step) * step
         want = {
             float(b): float(np.nanmean(raw.value[k == b]))
@@ -79,7 +81,7 @@ def test_panels_are_bucket_means_of_the_stored_signals(dashboard):
         }
         have = {t: v for t, v in zip(got["t"], got["v"], strict=True) if v is not None}
         assert have == pytest.approx(want), name
-    acc = _points(dashboard.store, "accuracy")
+    acc = _points(dashboard.store, "accuracy", data["start"], data["end"])
     last = np.floor(acc.t[-1] / step) * step
     assert panels["accuracy"]["current"] == pytest.approx(
         np.nanmean(acc.value[np.floor(acc.t / step) * step == last])
@@ -136,7 +138,10 @@ def test_outputs_of_the_newest_bucket_against_the_reference(dashboard):
     assert score["test"] is None and score["plot"]["reference"] is None
     edges = np.array(score["plot"]["edges"])
     cdf = cur["score"].numeric.quantiles.cdf(edges[1:-1])
-    np.testing.assert_allclose(score["plot"]["current"][1:-1], np.diff(cdf), atol=1e-12)
+    # two merges of the same window sketches agree exactly only while no KLL compaction ran; after one, each
+    # merge's CDF is within the sketch's rank error (about 1.3% at k=200, DataSketches' figure) of the truth,
+    # so a bin's share (a difference of two CDF values) of two merges within 4 of them (seen: 1 row of 486)
+    np.testing.assert_allclose(score["plot"]["current"][1:-1], np.diff(cdf), atol=0.055)
     # the reference's label is the training target: compared with the predicted label by the drift module
     label = cols["label"]
     want = drift(ref, cur, columns=["label"])["label"]

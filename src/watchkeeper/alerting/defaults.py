@@ -39,7 +39,7 @@ def default_rules_with(notifiers: Sequence[Mapping[str, Any]], route: Mapping[st
     ... )
     >>> rs = load_rules(text=text)
     >>> rs.route.notifiers, len(rs.rules)
-    (('hook',), 7)
+    (('hook',), 8)
     """
     if not isinstance(route, Mapping):
         raise ValueError(f"route: expected a mapping, got {type(route).__name__}")
