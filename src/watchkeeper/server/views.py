@@ -454,8 +454,21 @@ OVERVIEW = (
 """The panels of a deployment's overview: key, title, unit, signals, aggregation per signal (default mean)."""
 
 
-@router.get("/overview", response_model=OverviewOut, responses=problems(403))
-def overview(
+@dataclass(frozen=True, slots=True)
+class DeploymentRange:
+    """What a deployment page's route reads, from the parameters every such route takes: the store, the
+    deployment and its subject, the checked time range (read access to the project checked first)."""
+
+    store: Store
+    who: Principal
+    project: str
+    model: str
+    version: str
+    subject: str
+    rng: Range
+
+
+def deployment_range(
     request: Request,
     who: Who,
     project: str,
@@ -464,16 +477,27 @@ def overview(
     start: Seconds = None,
     end: Seconds = None,
     step: StepParam = None,
-) -> dict[str, Any]:
+) -> DeploymentRange:
+    who.check_read(project)
+    subject = deployment(project, model, version)
+    return DeploymentRange(
+        request.app.state.store, who, project, model, version, subject, time_range(start, end, step)
+    )
+
+
+Page = Annotated[DeploymentRange, Depends(deployment_range)]
+"""The parameters of a deployment page's route (project, model, version, start, end, step), resolved."""
+
+
+@router.get("/overview", response_model=OverviewOut, responses=problems(403))
+def overview(page: Page) -> dict[str, Any]:
     """A deployment's health over the range (its totals: per-endpoint and per-stage series are in
     ``/api/v1/signals``): traffic, latency p50/p95/p99, error rate and rate by error
     type, drift share, labelled performance with its interval, label delay; each panel with its series, its
     newest value and a status colour from the alerts on its signals; the open alerts and the alert state
     changes in the range (the charts mark them on the time axis)."""
-    store: Store = request.app.state.store
-    who.check_read(project)
-    subject = deployment(project, model, version)
-    rng = time_range(start, end, step)
+    store, who, project, model, version = page.store, page.who, page.project, page.model, page.version
+    subject, rng = page.subject, page.rng
     reader = SeriesReader(store, project, subject, rng)
     alerts = [
         a for a in open_alerts(store, who, project, model) if a["labels"].get("version") in (None, version)

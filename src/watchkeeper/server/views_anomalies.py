@@ -24,7 +24,7 @@ import math
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from watchkeeper.sdk.anomalies import FLAG, LATE, SCORE, THRESHOLD
@@ -33,16 +33,11 @@ from watchkeeper.server.schema import problems
 from watchkeeper.server.views import (
     AlertMarkOut,
     Num,
+    Page,
     RangeOut,
-    Seconds,
     SeriesReader,
-    StepParam,
-    Who,
     alert_events,
-    deployment,
-    time_range,
 )
-from watchkeeper.store import Store
 from watchkeeper.store.signals import Buckets
 
 router = APIRouter(prefix="/api/v1/views", tags=["dashboard"], responses=problems(401, 503))
@@ -100,14 +95,7 @@ class AnomaliesOut(RangeOut):
 
 @router.get("/anomalies", response_model=AnomaliesOut, responses=problems(403))
 def anomalies(
-    request: Request,
-    who: Who,
-    project: str,
-    model: str,
-    version: str,
-    start: Seconds = None,
-    end: Seconds = None,
-    step: StepParam = None,
+    page: Page,
     detector: Annotated[str | None, Query(description="Only this detector (default: every one)")] = None,
     entity: Annotated[
         str | None, Query(description="Chart this entity too, whatever its rank (default: the top ones)")
@@ -117,12 +105,10 @@ def anomalies(
     threshold, its entities ranked by windows above the threshold then largest score, with their counts,
     largest and newest score, and the top entities' largest score per bucket with the windows above the
     threshold marked; the alert state changes in the range."""
-    store: Store = request.app.state.store
-    who.check_read(project)
-    subject = deployment(project, model, version)
+    store, who, project, model, version = page.store, page.who, page.project, page.model, page.version
+    subject, rng = page.subject, page.rng
     if detector is not None and not detector:
         raise _bad("detector", "expected a detector name (or no detector parameter for every detector)")
-    rng = time_range(start, end, step)
     reader = SeriesReader(store, project, subject, rng)
     infos = reader.infos([SCORE, FLAG, THRESHOLD, LATE])
     names = sorted({s.labels["detector"] for s in infos if s.name == SCORE and "detector" in s.labels})

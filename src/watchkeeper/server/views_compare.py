@@ -207,7 +207,17 @@ def panels_of(
     """The ``panels`` part of the answer: both overviews, panel by panel, and their alert markers."""
     # the overview's own code for each side, over the range already aligned (aligning it again keeps it)
     sides = {
-        side: views.overview(request, who, project, model, version, rng.start, rng.end, rng.step)
+        side: views.overview(
+            views.DeploymentRange(
+                request.app.state.store,
+                who,
+                project,
+                model,
+                version,
+                views.deployment(project, model, version),
+                rng,
+            )
+        )
         for side, version in (("a", a), ("b", b))
     }
     panels = []

@@ -40,15 +40,14 @@ from watchkeeper.server.views import (
     MAX_RANGE,
     AlertMarkOut,
     Num,
+    Page,
     RangeOut,
     Seconds,
     SeriesReader,
-    StepParam,
     Who,
     alert_events,
     deployment,
     merged_windows,
-    time_range,
 )
 from watchkeeper.store import Store
 
@@ -168,22 +167,13 @@ def _test_of(ref: Profile | None, feature: str) -> str | None:
 
 @router.get("/drift", response_model=DriftOut, responses=problems(403))
 def drift_heatmap(
-    request: Request,
-    who: Who,
-    project: str,
-    model: str,
-    version: str,
-    start: Seconds = None,
-    end: Seconds = None,
-    step: StepParam = None,
+    page: Page,
 ) -> dict[str, Any]:
     """Drift of each feature per bucket (the worst window's score, and whether any window drifted), the
     features most drifted first with their newest score, p-value, test and verdict, the share of drifted
     features per bucket (its worst window), and the alert state changes in the range."""
-    store: Store = request.app.state.store
-    who.check_read(project)
-    subject = deployment(project, model, version)
-    rng = time_range(start, end, step)
+    store, who, project, model, version = page.store, page.who, page.project, page.model, page.version
+    subject, rng = page.subject, page.rng
     reader = SeriesReader(store, project, subject, rng)
     infos = reader.infos(HEATMAP_SIGNALS)
     buckets = store.signals.buckets([s.id for s in infos], rng.step, rng.start, rng.end) if infos else {}

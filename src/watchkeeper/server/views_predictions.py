@@ -18,25 +18,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from watchkeeper.server.schema import problems
 from watchkeeper.server.views import (
     AlertMarkOut,
+    Page,
     PanelOut,
     RangeOut,
-    Seconds,
     SeriesReader,
-    StepParam,
-    Who,
     alert_events,
-    deployment,
     last_value,
     merged_windows,
     open_alerts,
     status_of,
-    time_range,
 )
 from watchkeeper.server.views_drift import (
     DriftTestOut,
@@ -119,24 +115,15 @@ class PredictionsOut(RangeOut):
 
 @router.get("/predictions", response_model=PredictionsOut, responses=problems(403))
 def predictions(
-    request: Request,
-    who: Who,
-    project: str,
-    model: str,
-    version: str,
-    start: Seconds = None,
-    end: Seconds = None,
-    step: StepParam = None,
+    page: Page,
 ) -> dict[str, Any]:
     """What the model answered over the range (confidence quartiles, mean prediction, low-confidence rate,
     class shares and positive rate), its labelled performance with the 95% intervals and the training
     baselines, labelled rows and the share still awaiting a label; each panel with its newest value and a
     status from the alerts on its signals; the outputs' distributions in the newest bucket; the alert
     state changes in the range."""
-    store: Store = request.app.state.store
-    who.check_read(project)
-    subject = deployment(project, model, version)
-    rng = time_range(start, end, step)
+    store, who, project, model, version = page.store, page.who, page.project, page.model, page.version
+    subject, rng = page.subject, page.rng
     reader = SeriesReader(store, project, subject, rng)
     alerts = [
         a for a in open_alerts(store, who, project, model) if a["labels"].get("version") in (None, version)
