@@ -69,7 +69,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["WindowReport", "Windows", "window_starts"]
+__all__ = ["WindowReport", "Windows", "epoch_seconds", "window_starts"]
 
 _log = logging.getLogger("watchkeeper.anomaly")
 
@@ -910,6 +910,14 @@ def _field(frame: pd.DataFrame, name: Any) -> Any:
     if name is not None and name in (frame.index.names or []):
         return frame.index.get_level_values(name)
     return None
+
+
+def epoch_seconds(frame: Any, time: str) -> np.ndarray:
+    """Seconds since the epoch (UTC) of each row's ``time``, read exactly as :meth:`Windows.transform` reads
+    it (datetimes, naive ones as UTC; strings; epoch seconds); NaN where a row has no usable timestamp. For
+    code that must agree with the windowing on which window a row falls in (live scoring)."""
+    ns, ok = _time_column(frame, time)
+    return np.where(ok, ns / _NS, np.nan)
 
 
 def _time_column(frame: pd.DataFrame, time: str) -> tuple[np.ndarray, np.ndarray]:

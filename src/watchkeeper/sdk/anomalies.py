@@ -77,6 +77,7 @@ class AnomalyWatch:
         self._lock = threading.Lock()
         self._queue: list[Any] = []  # frames as the caller gave them
         self._held = None  # rows of windows not yet over (a pandas frame)
+        self._held_t = np.empty(0)  # their times, epoch seconds
         self._newest = -math.inf  # the newest row time seen (epoch seconds)
         self._done_until = -math.inf  # windows ending at or before this have been scored
         self._open_from = -math.inf  # rows before this belong to no window still open: late
@@ -126,11 +127,13 @@ class AnomalyWatch:
     def _process(self, final: bool) -> Any:
         import pandas as pd
 
+        from watchkeeper.anomaly.windows import epoch_seconds  # the windowing's own reading of time
+
         frames = self._queue
         self._queue = []
         new = pd.concat(frames, ignore_index=True) if frames else None
         if new is not None and len(new):
-            t = _epoch_seconds(new[self.time])
+            t = epoch_seconds(new, self.time)
             late = t < self._open_from
             if late.any():
                 n = int(late.sum())
@@ -142,13 +145,14 @@ class AnomalyWatch:
             if len(t) and np.isfinite(t).any():
                 self._newest = max(self._newest, float(np.nanmax(t)))
             self._held = new if self._held is None else pd.concat([self._held, new], ignore_index=True)
+            self._held_t = np.concatenate([self._held_t, t])
         if self._held is None or not len(self._held):
             return _empty_result(self.by)
         if self.windows is None:
-            ready, self._held = self._held, None
+            ready, ends = self._held, self._held_t
+            self._held, self._held_t = None, np.empty(0)
             feats = ready.set_index([*self.by, self.time]) if self.by else ready.set_index(self.time)
             feats = feats[list(self.detector.columns)]
-            ends = _epoch_seconds(feats.index.get_level_values(self.time))
             starts = ends
         else:
             cutoff = math.inf if final else self._newest - self.lateness
@@ -161,21 +165,22 @@ class AnomalyWatch:
             last_closed_start = (
                 math.floor((cutoff - size - origin) / step) * step + origin if not final else None
             )
-            t_held = _epoch_seconds(self._held[self.time])
+            t_held = self._held_t
             if final:
-                ready, keep = self._held, None
+                ready, keep, keep_t = self._held, None, np.empty(0)
             else:
-                if last_closed_start is None or last_closed_start + size <= self._done_until:
+                if last_closed_start + size <= self._done_until:
                     return _empty_result(self.by)
                 # rows of closed windows go to the windowing; rows still needed by open ones stay
                 first_open_start = last_closed_start + step
                 ready = self._held.loc[t_held < last_closed_start + size]
-                keep = self._held.loc[t_held >= first_open_start]
+                still_open = t_held >= first_open_start
+                keep, keep_t = self._held.loc[still_open], t_held[still_open]
             if not len(ready):
-                self._held = keep
+                self._held, self._held_t = keep, keep_t
                 return _empty_result(self.by)
             feats = self.windows.transform(ready, by=self.by or None)
-            starts = _epoch_seconds(feats.index.get_level_values("window_start"))
+            starts = feats.index.get_level_values("window_start").asi8 / 1e9
             ends = starts + size
             chosen = (ends > self._done_until) & ((ends <= cutoff) if not final else True)
             feats, starts, ends = feats.loc[chosen], starts[chosen], ends[chosen]
@@ -184,7 +189,7 @@ class AnomalyWatch:
                 if final
                 else max(self._done_until, last_closed_start + size)
             )
-            self._held = keep
+            self._held, self._held_t = keep, keep_t
             self._open_from = self._done_until - size + step
         scores = np.asarray(self.detector.score(feats), dtype=np.float64)
         thr = getattr(self.detector, "threshold", None)
@@ -311,16 +316,3 @@ def _as_frame(rows: Any) -> Any:
         f"watch_anomalies.log: expected a DataFrame, a dict of columns, a row dict or a list of row dicts, "
         f"got {type(rows).__name__}"
     )
-
-
-def _epoch_seconds(col: Any) -> np.ndarray:
-    """Seconds since the epoch of a time column: datetimes (naive read as UTC) or numbers (epoch seconds)."""
-    import pandas as pd
-
-    s = pd.Series(col) if not isinstance(col, pd.Series) else col
-    if pd.api.types.is_numeric_dtype(s):
-        return s.to_numpy(dtype=np.float64)
-    ts = pd.to_datetime(s, utc=True, errors="coerce")
-    ns = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
-    ns[ts.isna().to_numpy()] = np.nan
-    return ns / 1e9
