@@ -3,6 +3,7 @@ rows are dropped and counted (never moved), and scored windows become signals th
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -173,3 +174,56 @@ def test_rows_that_are_already_features_are_scored_as_they_come():
     got = pd.concat([first, second], ignore_index=True)
     assert list(got["device"]) == list(feats["device"])
     np.testing.assert_allclose(got["score"].to_numpy(), det.score(feats[det.columns]), rtol=1e-12)
+
+
+class _GatedDetector:
+    """A fitted detector whose scoring waits for the test (or fails once), to see what log() waits for."""
+
+    def __init__(self, inner, fail_first=False):
+        self.inner, self.columns, self.threshold, self.name = inner, inner.columns, inner.threshold, "gated"
+        self.started, self.release = threading.Event(), threading.Event()
+        self.fail_first = fail_first
+
+    def score(self, X):
+        if self.fail_first:
+            self.fail_first = False
+            raise RuntimeError("a broken model")
+        self.started.set()
+        assert self.release.wait(10), "the test never released the scorer"
+        return self.inner.score(X)
+
+
+def test_log_never_waits_for_a_scoring_pass_in_progress():
+    windows = Windows("10min", stats=["mean", "max"], time="ts")
+    kpis = _kpis(1_700_000_000.0, hours=1.0)
+    det = _GatedDetector(_fitted(windows, kpis))
+    aw = AnomalyWatch(det, windows, by="device")
+    aw.log(kpis.iloc[:-50])
+    worker = threading.Thread(target=aw.drain)
+    worker.start()
+    assert det.started.wait(10)  # the writer is inside the detector now
+    aw.log(kpis.iloc[-50:])  # returns while the scorer is still held
+    assert not det.release.is_set() and worker.is_alive()
+    det.release.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    aw.drain(final=True)
+    assert aw.scored_windows == len(windows.transform(kpis, by="device"))
+
+
+def test_a_failing_pass_drops_its_rows_and_the_next_one_scores(caplog):
+    windows = Windows("10min", stats=["mean", "max"], time="ts")
+    kpis = _kpis(1_700_000_000.0, hours=1.0)
+    det = _GatedDetector(_fitted(windows, kpis), fail_first=True)
+    det.release.set()
+    aw = AnomalyWatch(det, windows, by="device")
+    cut = np.ceil((1_700_000_000.0 + 1800) / 600) * 600  # a window boundary about 30 minutes in
+    aw.log(kpis[kpis["ts"] < cut])
+    assert aw.drain(final=True) == []
+    assert "anomaly scoring of 'gated' failed" in caplog.text
+    later = kpis[kpis["ts"] >= cut]
+    aw.log(later)
+    points = aw.drain(final=True)
+    scored = sum(len(p.value) // 2 for p in points if p.name[0] == "anomaly_score")  # score + flag each
+    assert aw.late_rows == 0
+    assert scored == aw.scored_windows == len(windows.transform(later, by="device"))

@@ -74,7 +74,9 @@ class AnomalyWatch:
         self.lateness = float(lateness)
         self._alert = alert
         self._project, self._subject = project, subject
-        self._lock = threading.Lock()
+        # two locks: the caller's log() only ever waits for a list append, never for a scoring pass
+        self._lock = threading.Lock()  # one scoring pass at a time
+        self._queue_lock = threading.Lock()
         self._queue: list[Any] = []  # frames as the caller gave them
         self._held = None  # rows of windows not yet over (a pandas frame)
         self._held_t = np.empty(0)  # their times, epoch seconds
@@ -98,7 +100,7 @@ class AnomalyWatch:
                 f"watch_anomalies.log: rows lack column(s) {missing} (expected the time column "
                 f"{self.time!r} and the entity column(s) {self.by})"
             )
-        with self._lock:
+        with self._queue_lock:
             self._queue.append(frame)
 
     def flush(self, final: bool = False) -> Any:
@@ -116,9 +118,10 @@ class AnomalyWatch:
                 self._process(final)
             except Exception:  # never stop the writer; these rows are lost and the log says so
                 log.exception(
-                    "watchkeeper: anomaly scoring of %r failed; the queued rows are dropped", self.name
+                    "watchkeeper: anomaly scoring of %r failed; the rows it held are dropped", self.name
                 )
-                self._queue.clear()
+                # the pass took the queue already; drop what it held too, or every later pass fails on it
+                self._held, self._held_t = None, np.empty(0)
             out, self._points = self._points, []
         return out
 
@@ -129,8 +132,8 @@ class AnomalyWatch:
 
         from watchkeeper.anomaly.windows import epoch_seconds  # the windowing's own reading of time
 
-        frames = self._queue
-        self._queue = []
+        with self._queue_lock:
+            frames, self._queue = self._queue, []
         new = pd.concat(frames, ignore_index=True) if frames else None
         if new is not None and len(new):
             t = epoch_seconds(new, self.time)
