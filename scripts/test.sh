@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0  # the CPU build; see README
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,torch]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,torch,spark]'
 exec .venv/bin/python -m pytest "$@"
