@@ -85,7 +85,9 @@ def epoch_seconds(values: pa.Array | pa.ChunkedArray, name: str = "time") -> np.
             values = pc.cast(pc.cast(values, pa.date32()), pa.timestamp("s"))
             t = values.type
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(f"{name}: expected timestamps, dates, epoch seconds or ISO-8601 strings: {exc}") from exc
+        raise ValueError(
+            f"{name}: expected timestamps, dates, epoch seconds or ISO-8601 strings: {exc}"
+        ) from exc
     if pa.types.is_timestamp(t):
         scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[t.unit]
         ints = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
@@ -159,7 +161,9 @@ def iter_batches(
             pf = pq.ParquetFile(f)
             missing = [c for c in columns or () if c not in pf.schema_arrow.names]
             if missing:
-                raise ValueError(f"{f.name}: no column(s) {missing} (columns: {', '.join(pf.schema_arrow.names)})")
+                raise ValueError(
+                    f"{f.name}: no column(s) {missing} (columns: {', '.join(pf.schema_arrow.names)})"
+                )
             for b in pf.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None):
                 yield f, b
         else:
