@@ -716,10 +716,23 @@ def server_command(
             help="Do not run monitors and alert rules here (another replica or `watchkeeper monitor` does).",
         ),
     ] = False,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds the monitor lease lasts unrenewed: how soon a standby replica takes over from one "
+            "that died.",
+        ),
+    ] = 30.0,
+    monitor_interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between monitor passes (on the replica that runs them).")
+    ] = 10.0,
+    eval_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between rule evaluations.")] = 15.0,
 ) -> None:
     """Run the server: ingest from SDKs over HTTP, with a token checked on every request. Unless
     --no-monitor, it also turns closed windows into signals and evaluates the --rules files (SIGHUP reloads
-    them); with several server replicas over one database, let one of them do that."""
+    them). Several replicas over one database all ingest; one of them at a time runs the monitors and rules
+    (it holds a lease in the database; another takes over when it stops or dies)."""
     target = _database_uri(uri, "server")
     err = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines stay whole
     try:
@@ -761,7 +774,13 @@ def server_command(
         from watchkeeper.cli_alerts import load_settings
 
         service = MonitoringService(
-            Store(target), rules or [], settings=load_settings(settings), external_url=f"http://{host}:{port}"
+            Store(target),
+            rules or [],
+            settings=load_settings(settings),
+            external_url=f"http://{host}:{port}",
+            lease_ttl=lease_ttl,
+            monitor_interval=monitor_interval,
+            eval_interval=eval_interval,
         )
         if service.errors:
             for e in service.errors.values():
@@ -770,7 +789,11 @@ def server_command(
         service.start()
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: service.reload())
-        err.print(f"monitors on, {len(service.engine.rules)} alert rule(s) from {len(rules or [])} file(s)")
+        err.print(
+            f"monitors on, {len(service.engine.rules)} alert rule(s) from {len(rules or [])} file(s), run by "
+            f"the replica holding the monitor lease (this one is {service.holder})",
+            markup=False,
+        )
     try:
         _serve(uvicorn, store, target, host, port, workers, no_auth, max_body, create_app, token_verifier)
     finally:

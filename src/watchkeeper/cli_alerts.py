@@ -134,7 +134,7 @@ def monitor_command(
 ) -> None:
     """Turn closed windows into signals and evaluate alert rules over the store, until stopped (Ctrl-C).
     SIGHUP reloads the rule files. The server does the same with ``watchkeeper server --rules``."""
-    from watchkeeper.alerting.service import MonitoringService
+    from watchkeeper.alerting.service import LEASE, MonitoringService
 
     target = _database_uri(uri, "monitor")
     store = _open(target)
@@ -152,8 +152,18 @@ def monitor_command(
         store.close()
         raise typer.Exit(1)
     if once:
-        done = service.runner.run_once()
-        ev = service.engine.evaluate()
+        ran = service.run_once()
+        if ran is None:
+            lease = store.leases.get(LEASE)
+            holder = lease.holder if lease else "?"
+            typer.echo(
+                f"another process runs the monitors and rules now ({holder} holds the {LEASE!r} lease): "
+                "nothing done here"
+            )
+            service.stop()
+            store.close()
+            raise typer.Exit(0)
+        done, ev = ran
         service.engine.flush(30)
         typer.echo(
             f"{done.windows} window(s) monitored, {done.points} signal point(s) written; "

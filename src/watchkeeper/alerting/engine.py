@@ -276,6 +276,12 @@ class AlertEngine:
         ]
         self._states = self._states_backend.load([r.rule_id for r in self._rules])
 
+    def reload_states(self) -> None:
+        """Read the alert states from the store again: a replica taking the evaluation over from another goes
+        on from the states that one saved (a firing alert stays firing and is not announced again)."""
+        with self._lock:
+            self._states = self._states_backend.load([r.rule_id for r in self._rules])
+
     def _default_known(self) -> set[str]:
         from watchkeeper.monitor.catalogue import SIGNAL_NAMES
 

@@ -1,11 +1,23 @@
-"""Monitors and alert rules running together beside a store: what ``watchkeeper server --rules`` and
-``watchkeeper monitor`` start. The monitor runner turns closed windows into signals every
-``monitor_interval`` seconds; the alert engine evaluates the rules every ``eval_interval`` seconds; both on
-daemon threads that log and carry on after an error."""
+"""Monitors and alert rules running together beside a store: what ``watchkeeper server`` (unless
+``--no-monitor``) and ``watchkeeper monitor`` start. The monitor runner turns closed windows into signals
+every ``monitor_interval`` seconds; the alert engine evaluates the rules every ``eval_interval`` seconds;
+both on daemon threads that log and carry on after an error.
+
+**One of many replicas runs them.** Every process that starts a service over the same store asks for the
+store's lease ``"monitor"`` (see :mod:`watchkeeper.store.leases`) every ``lease_ttl / 3`` seconds. The holder
+runs the runner and the engine; the others stand by. A holder that stops gives the lease up, so a standby
+takes over at its next request (within ``lease_ttl / 3``); a holder that dies stops renewing, and the lease
+passes on once it has expired (within ``lease_ttl + lease_ttl / 3``). A replica that takes over first reads
+the runner's cursor and the alert states its predecessor saved in the store, so no window is skipped or
+processed twice and a firing alert is not announced again. A holder that cannot renew (the database away)
+stands down at once rather than run on a lease it cannot prove. ``lease_ttl=None`` runs both
+unconditionally (one process, no database coordination: tests and embedding).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,10 +26,16 @@ from watchkeeper.alerting.engine import AlertEngine
 from watchkeeper.alerting.rules import RuleFileError
 
 if TYPE_CHECKING:
+    from watchkeeper.alerting.engine import Evaluation
     from watchkeeper.monitor.base import MonitorSettings
+    from watchkeeper.monitor.runner import MonitorPass
+    from watchkeeper.store.leases import Lease
     from watchkeeper.store.store import Store
 
 log = logging.getLogger("watchkeeper.alerting")
+
+LEASE = "monitor"
+LEASE_TTL = 30.0
 
 
 class MonitoringService:
@@ -30,10 +48,17 @@ class MonitoringService:
         monitor_interval: float = 10.0,
         eval_interval: float = 15.0,
         external_url: str = "",
+        lease_ttl: float | None = LEASE_TTL,
+        holder: str | None = None,
     ) -> None:
         from watchkeeper.monitor.base import MonitorSettings
         from watchkeeper.monitor.runner import MonitorRunner
+        from watchkeeper.store.leases import new_holder
 
+        if lease_ttl is not None and not (
+            isinstance(lease_ttl, int | float) and 0 < lease_ttl < float("inf")
+        ):
+            raise ValueError(f"lease_ttl: expected a positive number of seconds or None, got {lease_ttl!r}")
         self.store = store
         self.runner = MonitorRunner(store, settings or MonitorSettings())
         self.engine = AlertEngine(store, external_url=external_url)
@@ -41,10 +66,80 @@ class MonitoringService:
         self.eval_interval = eval_interval
         self.rule_files = [str(p) for p in rule_files]
         self.errors: dict[str, RuleFileError] = self.engine.load(*self.rule_files) if self.rule_files else {}
+        self.lease_ttl = None if lease_ttl is None else float(lease_ttl)
+        self.holder = holder or new_holder()
+        self.lease: Lease | None = None  # while this process holds it
+        self._active = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether this process runs the monitors and rules now (holds the lease, or needs none)."""
+        return self._active
 
     def start(self) -> None:
+        if self.lease_ttl is None:
+            self._run()
+            return
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._hold, name="watchkeeper-lease", daemon=True)
+        self._thread.start()
+
+    def _hold(self) -> None:
+        assert self.lease_ttl is not None
+        while not self._stop.is_set():
+            self.tick()
+            self._stop.wait(self.lease_ttl / 3)
+
+    def tick(self) -> bool:
+        """Ask for the lease once: take over when granted, stand down when refused; returns ``active``."""
+        assert self.lease_ttl is not None, "tick() is for a service with a lease"
+        try:
+            lease = self.store.leases.acquire(LEASE, self.holder, self.lease_ttl)
+        except Exception as exc:  # cannot prove the lease: stand down until the database answers
+            log.warning("watchkeeper monitor: could not renew the %r lease: %s", LEASE, exc)
+            lease = None
+        if lease is not None and not self._active:
+            self.runner.reload_state()
+            self.engine.reload_states()
+            self._run()
+            log.warning(
+                "watchkeeper monitor: %s took the %r lease (epoch %d): running the monitors and %d rule(s)",
+                self.holder,
+                LEASE,
+                lease.epoch,
+                len(self.engine.rules),
+            )
+        elif lease is None and self._active:
+            self._halt()
+            log.warning(
+                "watchkeeper monitor: %s does not hold the %r lease any more: standing by", self.holder, LEASE
+            )
+        self.lease = lease
+        return self._active
+
+    def run_once(self) -> tuple[MonitorPass, Evaluation] | None:
+        """One monitor pass and one rule evaluation in this thread, holding the lease while they run (given
+        up by :meth:`stop`); None, having done nothing, when another process holds it."""
+        if self.lease_ttl is not None:
+            self.lease = self.store.leases.acquire(LEASE, self.holder, self.lease_ttl)
+            if self.lease is None:
+                return None
+        done = self.runner.run_once()
+        return done, self.engine.evaluate()
+
+    def _run(self) -> None:
         self.runner.start(self.monitor_interval)
         self.engine.start(self.eval_interval)
+        self._active = True
+
+    def _halt(self) -> None:
+        self.runner.stop()
+        self.engine.stop()
+        self._active = False
 
     def reload(self) -> dict[str, RuleFileError]:
         """Read the rule files again; a refused file keeps its earlier rules (see ``AlertEngine.load``)."""
@@ -52,5 +147,17 @@ class MonitoringService:
         return self.errors
 
     def stop(self) -> None:
-        self.runner.stop()
+        """Stop (after the window being processed) and give the lease up, so a standby takes over now."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30.0)
+            self._thread = None
+        if self._active:
+            self._halt()
+        if self.lease is not None:
+            try:
+                self.store.leases.release(LEASE, self.holder)
+            except Exception as exc:  # it will expire by itself
+                log.warning("watchkeeper monitor: could not release the %r lease: %s", LEASE, exc)
+            self.lease = None
         self.engine.close()

@@ -230,6 +230,12 @@ class MonitorRunner:
                 log.exception("watchkeeper monitor: a monitor pass failed; retrying in %.0f s", interval)
             self._stop.wait(interval)
 
+    def reload_state(self) -> None:
+        """Read the cursor, pending windows and label cursors from the store again at the next pass: a
+        replica taking the monitors over from another goes on from where that one saved them."""
+        with self._lock:
+            self._loaded = False
+
     # -- one pass ------------------------------------------------------------------------------------------
 
     def run_once(self) -> MonitorPass:

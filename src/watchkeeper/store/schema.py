@@ -318,6 +318,19 @@ monitor_state = sa.Table(
     sa.Column("updated_at", Time, nullable=False),
 )
 
+# -- leases: which process does a job that must run once per store (the monitors and alert rules) --------
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),  # the job, e.g. "monitor"
+    sa.Column("holder", sa.String(256), nullable=False),  # who holds it: host, pid and a random part
+    sa.Column("epoch", sa.BigInteger, nullable=False),  # +1 each time the lease changes hands
+    sa.Column("acquired_at", Time, nullable=False),  # the database's clock, like the two below
+    sa.Column("renewed_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+)
+
 # -- ingest bookkeeping: batch ids already applied, so a resend is acknowledged, not applied twice -------
 
 ingest_batches = sa.Table(

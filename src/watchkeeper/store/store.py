@@ -31,6 +31,7 @@ from watchkeeper.store.engine import (
     sqlite_path,
 )
 from watchkeeper.store.labels import Labels, check_labels, check_predictions, write_labels, write_predictions
+from watchkeeper.store.leases import Leases
 from watchkeeper.store.profiles import Profiles, write_profiles
 from watchkeeper.store.runs import Runs, write_starts, write_updates
 from watchkeeper.store.samples import Samples, encode_samples, write_samples
@@ -83,6 +84,7 @@ class Store:
         self.labels = Labels(self)
         self.tokens = Tokens(self)
         self.alerts = AlertStates(self)
+        self.leases = Leases(self)
         self._cache_lock = threading.Lock()
         self._project_ids: dict[str, int] = {}
         self._series_ids: dict[tuple[int, str, str, str], int] = {}
