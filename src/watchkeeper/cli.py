@@ -365,6 +365,92 @@ def db_current(uri: UriOption = None) -> None:
     typer.echo(f"database: {migrate.current(engine) or 'none'}\nthis watchkeeper needs: {migrate.head()}")
 
 
+@db_app.command("rollup")
+def db_rollup(
+    uri: UriOption = None,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="AGE:SIZE levels: windows whose SIZE bucket ended more than AGE ago are merged into one "
+            "roll-up per bucket ('none': no levels).",
+        ),
+    ] = "8d:1h,32d:1d",
+    drop_after: Annotated[
+        str | None,
+        typer.Option("--drop-after", help="Also delete window and roll-up profiles older than this (180d)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be merged; read no profile, write nothing.")
+    ] = False,
+    project: ProjectOption = None,
+    settings: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            help="Monitor settings YAML: its label_horizon (default 7d) is the youngest age allowed.",
+        ),
+    ] = None,
+) -> None:
+    """Merge old window profiles into hourly and daily roll-ups (exact for what merges exactly)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from watchkeeper.cli_alerts import load_settings
+    from watchkeeper.monitor.base import MonitorSettings
+    from watchkeeper.monitor.retention import RetentionPolicy, RollupResult, rollup
+
+    target = _database_uri(uri, "db rollup")
+    horizon = (load_settings(settings) or MonitorSettings()).label_horizon
+    try:
+        parsed = RetentionPolicy.parse(policy, drop_after=drop_after, min_age=horizon)
+    except ValueError as exc:
+        hint = "--drop-after" if "drop_after" in str(exc) else "--policy"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
+    err = Console(stderr=True)
+    with (
+        _open(target) as store,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+        ) as bar,
+    ):
+        task = bar.add_task("subjects", total=None)
+
+        def step(done: int, total: int, so_far: RollupResult) -> None:
+            bar.update(task, completed=done, total=total, description=f"{so_far.buckets:,} buckets")
+
+        try:
+            result = rollup(store, parsed, project=project, dry_run=dry_run, progress=step)
+        except StoreError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from exc
+    title = f"roll-up {parsed}" + (" (dry run: nothing written)" if dry_run else "")
+    table = RichTable(title=title, title_justify="left")
+    for col in ("step", "buckets", "profiles merged", "deleted", "roll-ups", "before", "after"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for s in [*result.steps, result]:
+        table.add_row(
+            getattr(s, "name", "total"),
+            f"{s.buckets:,}",
+            f"{s.profiles_read:,}",
+            f"{s.profiles_deleted:,}",
+            f"{s.rollups_written:,}",
+            _fmt_bytes(s.bytes_before),
+            "-" if dry_run else _fmt_bytes(s.bytes_after),
+        )
+    console = _console()
+    console.print(table)
+    notes = [f"{result.subjects} subjects"]
+    if result.skipped:
+        notes.append(f"{result.skipped} buckets changed meanwhile, left for the next run")
+    if result.unreadable:
+        notes.append(f"{result.unreadable} unreadable profiles left as they were")
+    console.print("; ".join(notes))
+
+
 _SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -794,12 +880,21 @@ def server_command(
             f"the replica holding the monitor lease (this one is {service.holder})",
             markup=False,
         )
+    # uvicorn shuts down on SIGTERM/SIGINT, then raises the signal again under the handler found before it
+    # started: with Python's defaults, SIGTERM would end the process there, before the `finally` below gives
+    # the monitor lease up (a standby would then wait for it to expire)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_quietly)
     try:
         _serve(uvicorn, store, target, host, port, workers, no_auth, max_body, create_app, token_verifier)
     finally:
         if service is not None:
             service.stop()
             service.store.close()
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _serve(
@@ -847,4 +942,4 @@ def main() -> None:
 
 
 # the alerting and evaluation commands live in their own modules and register themselves on `app`
-from watchkeeper import cli_alerts, cli_eval  # noqa: E402, F401
+from watchkeeper import cli_alerts, cli_batch, cli_eval  # noqa: E402, F401
