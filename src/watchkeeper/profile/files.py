@@ -45,3 +45,22 @@ def read_table(path: str | Path, on_file: Callable[[Path], None] | None = None) 
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def digest_files(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 (hex) of the data files at ``path``: their paths relative to it, sizes and contents, in order.
+
+    The identity of a partition's contents, for writes that must be applied once however often they are
+    re-run (a profile's own bytes cannot serve: quantile sketches are randomised, so profiling the same rows
+    twice gives equal summaries in different bytes)."""
+    import hashlib
+
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in data_files(root):
+        name = f.name if root.is_file() else f.relative_to(root).as_posix()
+        h.update(f"{name}\0{f.stat().st_size}\0".encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return h.hexdigest()
