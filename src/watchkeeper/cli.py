@@ -415,6 +415,7 @@ def db_rollup(
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=err,
+            transient=True,
         ) as bar,
     ):
         task = bar.add_task("subjects", total=None)
@@ -443,7 +444,7 @@ def db_rollup(
         )
     console = _console()
     console.print(table)
-    notes = [f"{result.subjects} subjects"]
+    notes = [f"{result.subjects} subject" + ("" if result.subjects == 1 else "s")]
     if result.skipped:
         notes.append(f"{result.skipped} buckets changed meanwhile, left for the next run")
     if result.unreadable:

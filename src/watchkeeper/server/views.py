@@ -30,7 +30,7 @@ from watchkeeper.server.auth import Principal, principal
 from watchkeeper.server.query import _bad, _num, _nums
 from watchkeeper.server.schema import problems
 from watchkeeper.store import Store
-from watchkeeper.store.profiles import model_subject, parse_model_subject
+from watchkeeper.store.profiles import TRAFFIC_KINDS, model_subject, parse_model_subject
 from watchkeeper.store.schema import profiles, projects, references
 from watchkeeper.store.signals import SeriesInfo
 
@@ -587,15 +587,21 @@ def evenly_spaced(first: float, last: float, n: int) -> list[float]:
 def pick_windows(
     store: Store, project: str, subject: str, start: float, end: float, n: int
 ) -> tuple[list[tuple[int, int]], int]:
-    """``(id, rows)`` of at most ``n`` window profiles of ``subject`` starting in ``[start, end)``, evenly
-    spread in time: for ``n`` times evenly spaced from the first window's start to the last one's, the
-    first window starting at or after each (repeats dropped, so a gappy range may give fewer); and how
-    many windows start in the range.
+    """``(id, rows)`` of at most ``n`` window or roll-up profiles of ``subject`` starting in ``[start,
+    end)``: all of them when there are no more than ``n``, else evenly spread in time: for ``n`` times
+    evenly spaced from the first profile's start to the last one's, the first profile starting at or after
+    each (repeats dropped, so a gappy range may give fewer); and how many profiles start in the range.
+
+    Roll-ups (old windows merged by hour or day, see ``watchkeeper.monitor.retention``) are picked like
+    windows, and one picked brings all of its span: when the range has no more than ``n`` profiles, all
+    of them are taken and the merge is exact, whatever mix of windows and roll-ups; when it has more, the
+    picks stay evenly spread in time but each roll-up weighs as its rows, so a sample that reaches into
+    rolled-up history leans to it (its ``rows`` say so).
 
     Bounded: the count and the extent come from the (project, subject, window_start) index alone, and each
     pick is one index seek, whatever the number of windows: a month of 1-minute windows (43,200) is not
     read row by row (that took 270 ms on SQLite here, the count 15 ms). References kept under the same
-    subject are left out of the count; profiles of kind "rollup", which nothing writes today, would count.
+    subject are left out of the count.
     """
     p = profiles.c
     project_id = sa.select(projects.c.id).where(projects.c.name == project).scalar_subquery()
@@ -612,10 +618,20 @@ def pick_windows(
             .where(*where)
         )
         count -= conn.execute(kept).scalar_one()
+        if count <= n:
+            # all of them: evenly spaced picks would miss some where windows and roll-ups (an hour or a
+            # day each) leave the starts unevenly spread
+            every = (
+                sa.select(p.id, p.rows)
+                .where(*where, p.kind.in_(TRAFFIC_KINDS))
+                .order_by(p.window_start, p.id)
+                .limit(n)
+            )
+            return [(int(r[0]), int(r[1])) for r in conn.execute(every)], int(count)
         seeks = [
             sa.select(p.id, p.rows, p.window_start)
             # one lower bound only: given two, SQLite seeks to ``start`` and filters its way to ``t``
-            .where(*where[:2], p.window_start >= t, p.window_start < end, p.kind == "window")
+            .where(*where[:2], p.window_start >= t, p.window_start < end, p.kind.in_(TRAFFIC_KINDS))
             .order_by(p.window_start, p.id)
             .limit(1)
             .subquery()
@@ -630,8 +646,9 @@ def pick_windows(
 def merged_windows(
     store: Store, project: str, subject: str, start: float, end: float, limit: int
 ) -> tuple[Profile, dict[str, int]]:
-    """At most ``limit`` window profiles of ``subject`` in the range (:func:`pick_windows`), merged; with
-    the counts the answer reports: ``merged``, ``total``, ``rows`` (of the merged ones), ``unreadable``."""
+    """At most ``limit`` window or roll-up profiles of ``subject`` in the range (:func:`pick_windows`),
+    merged; with the counts the answer reports: ``merged``, ``total``, ``rows`` (of the merged ones),
+    ``unreadable``."""
     found, total = pick_windows(store, project, subject, start, end, limit)
     chosen = [pid for pid, _ in found]
     merged, unreadable = Profile(), 0

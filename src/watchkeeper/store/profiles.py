@@ -36,6 +36,10 @@ def parse_model_subject(subject: str) -> tuple[str, str] | None:
     return model, version
 
 
+TRAFFIC_KINDS = ("window", "rollup")
+"""Kinds of profiles that hold traffic: windows, and roll-ups (merged old windows)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredProfile:
     id: int
@@ -116,11 +120,17 @@ class Profiles:
     def windows(
         self, project: str, subject: str, start: float | None = None, end: float | None = None
     ) -> list[StoredProfile]:
-        """Window profiles of ``subject`` overlapping [start, end), oldest first."""
+        """Window and roll-up profiles of ``subject`` overlapping [start, end), oldest first. Merged, they
+        are the range's traffic: a roll-up is the merge of the old windows it replaced (see
+        ``watchkeeper.monitor.retention``), so a range that cuts its span gets all of it."""
         q = (
             sa.select(profiles, projects.c.name.label("project_name"))
             .join(projects, projects.c.id == profiles.c.project_id)
-            .where(projects.c.name == project, profiles.c.subject == subject, profiles.c.kind == "window")
+            .where(
+                projects.c.name == project,
+                profiles.c.subject == subject,
+                profiles.c.kind.in_(TRAFFIC_KINDS),
+            )
             .order_by(profiles.c.window_start, profiles.c.id)
         )
         if start is not None:
@@ -131,8 +141,8 @@ class Profiles:
             return [_stored(r) for r in conn.execute(q)]
 
     def deployments(self, projects_in: Iterable[str] | None = None) -> list[Deployment]:
-        """Every subject with window profiles, per project (of ``projects_in``, or all): its window count
-        and time extent, by project then subject."""
+        """Every subject with window (or roll-up) profiles, per project (of ``projects_in``, or all): how
+        many, and their time extent, by project then subject."""
         p = profiles.c
         q = (
             sa.select(
@@ -143,7 +153,7 @@ class Profiles:
                 sa.func.max(p.window_end),
             )
             .join(projects, projects.c.id == p.project_id)
-            .where(p.kind == "window")
+            .where(p.kind.in_(TRAFFIC_KINDS))
             .group_by(projects.c.name, p.subject)
             .order_by(projects.c.name, p.subject)
         )
@@ -155,11 +165,11 @@ class Profiles:
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
-    """A subject that served traffic: its windows and their extent."""
+    """A subject that served traffic: its profiles (windows and roll-ups) and their extent."""
 
     project: str
     subject: str
-    windows: int
+    windows: int  # window and roll-up profiles
     first: float  # start of its first window
     last: float  # end of its newest window
 
