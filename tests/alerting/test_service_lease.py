@@ -88,3 +88,49 @@ def test_a_bad_ttl_is_refused(sqlite_uri, bad):
             MonitoringService(store, lease_ttl=bad)
     finally:
         store.close()
+
+
+def test_the_holder_rolls_old_windows_up_by_the_settings_policy(sqlite_uri):
+    import numpy as np
+
+    from watchkeeper.monitor.base import MonitorSettings
+    from watchkeeper.profile import profile
+    from watchkeeper.store import Batch, ProfileLog
+
+    rng = np.random.default_rng(0)
+    day = 86_400.0
+    start = (time.time() // day - 20) * day  # 20 days ago, a UTC midnight
+    logs = []
+    for k in range(6):  # six 10-minute windows in the first hour of that day
+        p = profile({"x": rng.normal(size=100)})
+        t = start + 600.0 * k
+        logs.append(
+            ProfileLog("p", "model:m@1", "window", t, t + 600.0, p.rows, p.to_bytes(), p.format_version)
+        )
+    store = Store(sqlite_uri)
+    store.write(Batch(profiles=logs))
+    settings = MonitorSettings.from_mapping({"retention": "8d:1h", "label_horizon": "7d"})
+    service = MonitoringService(store, settings=settings, lease_ttl=None)
+    try:
+        result = service.rollup_once()
+        assert result is not None and result.buckets == 1
+        (merged,) = store.profiles.windows("p", "model:m@1")
+        assert (merged.kind, merged.window_start, merged.window_end, merged.rows) == (
+            "rollup",
+            start,
+            start + 3600.0,
+            600,
+        )
+        assert service.rollup_once().buckets == 0  # nothing left to do
+    finally:
+        service.stop()
+        store.close()
+
+
+def test_a_bad_retention_setting_names_itself():
+    from watchkeeper.monitor.base import MonitorSettings
+
+    with pytest.raises(ValueError, match=r"monitor\.retention"):
+        MonitorSettings.from_mapping({"retention": "8d"})
+    with pytest.raises(ValueError, match=r"monitor\.retention"):
+        MonitorSettings.from_mapping({"retention": "1d:1h"})  # younger than the label horizon

@@ -294,6 +294,25 @@ def _drift_and_alerts(store: Store) -> None:
     )
 
 
+def test_windows_rolled_up_still_count_after_a_restart_and_are_not_counted_twice(store):
+    """Old windows merged into a roll-up (watchkeeper.monitor.retention): a running process, which counted
+    the windows, does not count the roll-up again; a new process counts the roll-up instead of the windows."""
+    from watchkeeper.monitor.retention import RetentionPolicy, rollup
+
+    day = 86_400.0
+    old = (time.time() // day - 20) * day
+    _write(store, *(_window("p", "model:m@1", old + 60.0 * k, _traffic([0.01] * (k + 1))) for k in range(5)))
+    running = TrafficTotals(store)
+    assert _get(_samples(running.exposition()), REQ) == [15]
+    result = rollup(store, RetentionPolicy.parse("8d:1h"))
+    assert result.buckets == 1 and result.profiles_deleted == 5
+    _write(store, _window("p", "model:m@1", time.time() // 60 * 60, _traffic([0.02] * 2)))
+    assert _get(_samples(running.exposition()), REQ) == [17]  # the new window, not the roll-up again
+    restarted = _samples(TrafficTotals(store).exposition())
+    assert _get(restarted, REQ) == [17]
+    assert _buckets(restarted, HIST) == _buckets(_samples(running.exposition()), HIST)
+
+
 def test_drift_gauges_and_alert_states_follow_the_latest_values_and_the_tokens_project(store):
     _drift_and_alerts(store)
     tokens = {"tp": Principal(frozenset({"p"}), "read")}

@@ -12,15 +12,22 @@ the runner's cursor and the alert states its predecessor saved in the store, so 
 processed twice and a firing alert is not announced again. A holder that cannot renew (the database away)
 stands down at once rather than run on a lease it cannot prove. ``lease_ttl=None`` runs both
 unconditionally (one process, no database coordination: tests and embedding).
+
+**Retention.** The holder also merges old window profiles into roll-ups by the settings' policy
+(``MonitorSettings.retention``, ``8d:1h,32d:1d`` by default; see :mod:`watchkeeper.monitor.retention`) every
+``rollup_interval`` seconds (15 minutes; None: never), on a thread of its own so that renewing the lease
+never waits for it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from watchkeeper.alerting.engine import AlertEngine
 from watchkeeper.alerting.rules import RuleFileError
@@ -36,6 +43,7 @@ log = logging.getLogger("watchkeeper.alerting")
 
 LEASE = "monitor"
 LEASE_TTL = 30.0
+ROLLUP_INTERVAL = 900.0
 
 
 class MonitoringService:
@@ -50,6 +58,7 @@ class MonitoringService:
         external_url: str = "",
         lease_ttl: float | None = LEASE_TTL,
         holder: str | None = None,
+        rollup_interval: float | None = ROLLUP_INTERVAL,
     ) -> None:
         from watchkeeper.monitor.base import MonitorSettings
         from watchkeeper.monitor.runner import MonitorRunner
@@ -66,6 +75,10 @@ class MonitoringService:
         self.eval_interval = eval_interval
         self.rule_files = [str(p) for p in rule_files]
         self.errors: dict[str, RuleFileError] = self.engine.load(*self.rule_files) if self.rule_files else {}
+        self.retention = self.runner.settings.retention_policy()
+        self.rollup_interval = rollup_interval
+        self._last_rollup = -math.inf
+        self._rollup_thread: threading.Thread | None = None
         self.lease_ttl = None if lease_ttl is None else float(lease_ttl)
         self.holder = holder or new_holder()
         self.lease: Lease | None = None  # while this process holds it
@@ -91,8 +104,36 @@ class MonitoringService:
     def _hold(self) -> None:
         assert self.lease_ttl is not None
         while not self._stop.is_set():
-            self.tick()
+            if self.tick():
+                self._maybe_rollup()
             self._stop.wait(self.lease_ttl / 3)
+
+    def _maybe_rollup(self) -> None:
+        """Start a roll-up of old window profiles on its own thread when one is due (the first can take
+        minutes on a large store; renewing the lease must not wait for it)."""
+        if self.rollup_interval is None or time.monotonic() - self._last_rollup < self.rollup_interval:
+            return
+        if self._rollup_thread is not None and self._rollup_thread.is_alive():
+            return
+        self._last_rollup = time.monotonic()
+        self._rollup_thread = threading.Thread(
+            target=self.rollup_once, name="watchkeeper-rollup", daemon=True
+        )
+        self._rollup_thread.start()
+
+    def rollup_once(self) -> Any:
+        """Merge old window profiles into roll-ups by the settings' retention policy; logs and returns the
+        result (None when it failed: what was committed stays, the next call goes on)."""
+        from watchkeeper.monitor.retention import rollup
+
+        try:
+            result = rollup(self.store, self.retention)
+        except Exception:
+            log.exception("watchkeeper retention: the roll-up of old window profiles failed")
+            return None
+        if result.buckets:
+            log.warning("watchkeeper retention: %s", result)
+        return result
 
     def tick(self) -> bool:
         """Ask for the lease once: take over when granted, stand down when refused; returns ``active``."""

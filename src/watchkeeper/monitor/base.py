@@ -32,7 +32,9 @@ class MonitorSettings:
     ``label_horizon`` is how far back (seconds) windows are re-scored when late labels arrive.
     ``baseline_keys`` maps a performance metric to the keys of the training run's summary that hold its
     baseline, tried in order. ``label_column`` names the reference's target column (label drift); ``None``
-    looks for a column named ``label``, ``target``, ``y`` or ``class``.
+    looks for a column named ``label``, ``target``, ``y`` or ``class``. ``retention`` is the roll-up policy
+    of old window profiles (``AGE:SIZE`` levels, see :mod:`watchkeeper.monitor.retention`; ``none`` keeps
+    every window) and ``retention_drop_after`` the age past which window profiles are deleted (None: never).
     """
 
     reference: str = "train"
@@ -51,6 +53,17 @@ class MonitorSettings:
         }
     )
     label_column: str | None = None
+    retention: str = "8d:1h,32d:1d"
+    retention_drop_after: float | None = None
+
+    def retention_policy(self) -> Any:
+        """The :class:`~watchkeeper.monitor.retention.RetentionPolicy` these settings describe (its ages
+        checked against ``label_horizon``)."""
+        from watchkeeper.monitor.retention import RetentionPolicy
+
+        return RetentionPolicy.parse(
+            self.retention, drop_after=self.retention_drop_after, min_age=self.label_horizon
+        )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "monitor") -> MonitorSettings:
@@ -75,6 +88,11 @@ class MonitorSettings:
                     raise ValueError(f"{w}: expected a number between 0 and 1, got {value!r}")
             elif key == "label_horizon":
                 value = parse_duration(value)
+            elif key == "retention":
+                if not isinstance(value, str):
+                    raise ValueError(f"{w}: expected AGE:SIZE levels such as '8d:1h,32d:1d', got {value!r}")
+            elif key == "retention_drop_after":
+                value = None if value is None else parse_duration(value)
             elif key == "daily_budget":
                 if not isinstance(value, Mapping) or not all(
                     isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v > 0
@@ -93,7 +111,12 @@ class MonitorSettings:
                     )
                 value = {**cls().baseline_keys, **{k: tuple(v) for k, v in value.items()}}
             out[key] = value
-        return cls(**out)
+        settings = cls(**out)
+        try:
+            settings.retention_policy()
+        except ValueError as exc:
+            raise ValueError(f"{where}.retention: {exc}") from None
+        return settings
 
 
 @dataclass(slots=True)

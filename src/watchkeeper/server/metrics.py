@@ -32,15 +32,16 @@ name                                                    type       extra labels
 ``watchkeeper_last_window_timestamp_seconds``           gauge
 ======================================================  =========  ===========================================
 
-Where the numbers come from. Counters and histograms are the totals of every window profile in the store
-(kind ``window``), kept in memory by :class:`TrafficTotals` and advanced incrementally: the profiles table is
-read by row id above a watermark, so a scrape costs O(windows written since the last one), and every
-server process or replica reports the same totals (they are a function of the store, not of what one
-process saw). After a restart the totals are rebuilt from all stored windows, so a counter may start again
-at a higher value than it had; Prometheus handles a counter that resets, and this one never goes down while
-a process runs. On PostgreSQL a transaction can commit a lower id after a higher one became visible; ids
-skipped over are looked for again on every scrape for ``GAP_SECONDS`` (rolled-back transactions leave
-ids that never appear).
+Where the numbers come from. Counters and histograms are the totals of every window profile in the store (kind
+``window``, and on the first read after a start, the roll-ups that old windows were merged into: see
+:mod:`watchkeeper.monitor.retention`), kept in memory by :class:`TrafficTotals` and advanced incrementally:
+the profiles table is read by row id above a watermark, so a scrape costs O(windows written since the last
+one), and every server process or replica reports the same totals (they are a function of the store, not of
+what one process saw). After a restart the totals are rebuilt from all stored windows, so a counter may start
+again at a higher value than it had; Prometheus handles a counter that resets, and this one never goes down
+while a process runs. On PostgreSQL a transaction can commit a lower id after a higher one became visible; ids
+skipped over are looked for again on every scrape for ``GAP_SECONDS`` (rolled-back transactions leave ids that
+never appear).
 
 Histograms have fixed bounds, ``BOUNDS`` (1 ms to 60 s), the same on every scrape so that ``rate()`` and
 ``histogram_quantile()`` work. Each window's latency sketch (DDSketch, 1% relative accuracy, see
@@ -272,6 +273,7 @@ class TrafficTotals:
         self.store = store
         self.bounds = tuple(float(b) for b in bounds)
         self.watermark = 0  # the highest profile id read
+        self._first_scan = True
         self.gaps: dict[int, float] = {}  # ids below the watermark not seen yet -> when first missed
         self.deployments: dict[tuple[str, str], Deployment] = {}
         self._lock = threading.Lock()
@@ -295,8 +297,11 @@ class TrafficTotals:
             profiles.c.window_start,
             profiles.c.window_end,
             # only windows' blobs: a reference profile can be large and is of no use here
-            sa.case((profiles.c.kind == "window", profiles.c.data), else_=sa.null()),
+            sa.case((profiles.c.kind.in_(("window", "rollup")), profiles.c.data), else_=sa.null()),
         ).join(projects, projects.c.id == profiles.c.project_id)
+        # roll-ups (old windows merged, see watchkeeper.monitor.retention) are read on the first scan only:
+        # later, a roll-up written is made of windows already counted
+        self._first_scan = self.watermark == 0
         added = 0
         now = time.monotonic()
         self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}
@@ -323,7 +328,7 @@ class TrafficTotals:
 
     def _read(self, row: sa.Row) -> int:
         pid, project, subject, kind, start, end, data = row
-        if kind != "window":
+        if kind != "window" and not (kind == "rollup" and self._first_scan):
             return 0
         try:
             traffic = Profile.from_bytes(data).traffic

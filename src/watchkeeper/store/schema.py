@@ -193,6 +193,10 @@ profiles = sa.Table(
     sa.Column("format_version", sa.SmallInteger, nullable=False),
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Index(None, "project_id", "subject", "window_start"),
+    # readers follow profiles by id (the monitor runner's cursor, the /metrics totals): on SQLite an id must
+    # never be handed out again once its row is deleted (roll-ups delete old windows), as PostgreSQL's
+    # sequences never do
+    sqlite_autoincrement=True,
 )
 
 references = sa.Table(

@@ -2,6 +2,10 @@
 several server replicas over one database elect one of them to run it, and another takes over when it stops
 (see ``watchkeeper.store.leases``).
 
+On SQLite, profile ids become AUTOINCREMENT: readers follow profiles by id (the monitor runner's cursor, the
+/metrics totals), and since roll-ups delete old windows, SQLite's default (the largest id in use, plus one)
+could hand a deleted id out again, below those cursors. The table is rebuilt (a copy of its rows).
+
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-23
@@ -28,7 +32,13 @@ def upgrade() -> None:
         sa.Column("renewed_at", sa.Double, nullable=False),
         sa.Column("expires_at", sa.Double, nullable=False),
     )
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table("profiles", recreate="always", table_kwargs={"sqlite_autoincrement": True}):
+            pass
 
 
 def downgrade() -> None:
     op.drop_table("leases")
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table("profiles", recreate="always", table_kwargs={"sqlite_autoincrement": False}):
+            pass
