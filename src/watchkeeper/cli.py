@@ -943,4 +943,4 @@ def main() -> None:
 
 
 # the alerting and evaluation commands live in their own modules and register themselves on `app`
-from watchkeeper import cli_alerts, cli_eval, cli_profile  # noqa: E402, F401
+from watchkeeper import cli_alerts, cli_batch, cli_eval, cli_profile  # noqa: E402, F401

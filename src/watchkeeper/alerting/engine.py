@@ -159,7 +159,8 @@ class AlertEngine:
     ``store`` holds states, silences and the notification log (None: in memory). ``source`` is where signals
     are read (default: the store's signals). ``notifiers`` are extra named notifiers besides those the rule
     files define (tests pass fakes here). ``known_signals`` returns the names a rule may read (default: the
-    store's signal names and every name a monitor produces).
+    store's signal names and every name a monitor produces). ``states`` is where states, silences and the
+    notification log are kept when not in ``store.alerts`` (an object with the same methods).
     """
 
     def __init__(
@@ -172,9 +173,12 @@ class AlertEngine:
         external_url: str = "",
         known_signals: Callable[[], set[str]] | None = None,
         dispatcher_options: Mapping[str, Any] | None = None,
+        states: Any | None = None,
     ) -> None:
         self._store = store
-        self._states_backend: Any = store.alerts if store is not None else MemoryStates()
+        if states is None:
+            states = store.alerts if store is not None else MemoryStates()
+        self._states_backend: Any = states
         if source is None:
             if store is None:
                 raise TypeError("give a store or a source to read signals from")
@@ -295,22 +299,30 @@ class AlertEngine:
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
-    def evaluate(self, now: float | None = None) -> Evaluation:
+    def evaluate(self, now: float | None = None, *, only: Mapping[str, str] | None = None) -> Evaluation:
         """Evaluate every rule at ``now`` (default: the clock), persist the states that changed and hand the
-        groups that are due to the notifiers."""
+        groups that are due to the notifiers.
+
+        With ``only`` (labels such as ``{"project": "p", "model": "m", "version": "3"}``), only the instances
+        whose labels include all of these are evaluated and notified: the others keep their states untouched
+        (a rule's sample of another deployment neither starts nor resolves anything), and ``run.alert()``
+        calls wait for an evaluation without ``only``. This is how a deployment's past is evaluated at past
+        times (``watchkeeper monitor-batch``) without resolving the live alerts of other deployments."""
         with self._lock:
             now = self.clock() if now is None else now
             out = Evaluation(now)
             changed: dict[tuple[int, str], AlertState] = {}
             deleted: list[tuple[int, str]] = []
+            only = dict(only) if only is not None else None
             for loaded in self._rules:
                 try:
-                    self._evaluate_rule(loaded, now, out, changed, deleted)
+                    self._evaluate_rule(loaded, now, out, changed, deleted, only)
                 except Exception as exc:  # one broken rule must not stop the others
                     out.errors[loaded.rule.name] = f"{type(exc).__name__}: {exc}"
                     log.warning("rule %s failed to evaluate: %s", loaded.rule.name, exc)
-            out.notifications = self._notify(now, changed)
-            out.notifications += self._run_alerts(now)
+            out.notifications = self._notify(now, changed, only)
+            if only is None:
+                out.notifications += self._run_alerts(now)
             events = self._unsaved_events + [_event(tr) for tr in out.transitions]
             try:
                 self._states_backend.save(list(changed.values()), deleted, events)
@@ -329,6 +341,7 @@ class AlertEngine:
         out: Evaluation,
         changed: dict[tuple[int, str], AlertState],
         deleted: list[tuple[int, str]],
+        only: Mapping[str, str] | None = None,
     ) -> None:
         rule = loaded.rule
         source = self.source if rule.project is None else _ProjectSource(self.source, rule.project)
@@ -339,6 +352,8 @@ class AlertEngine:
             labels.update(rule.labels)
             labels["alertname"] = rule.name
             labels["severity"] = rule.severity
+            if only is not None and not _has_labels(labels, only):
+                continue
             active[labels_key(labels)] = (labels, float(s.value))
 
         def transition(st: AlertState, old: str, new: str, value: float) -> None:
@@ -376,6 +391,8 @@ class AlertEngine:
         for key, st in list(self._states.items()):
             if key[0] != loaded.rule_id or key[1] in active:
                 continue
+            if only is not None and not _has_labels(st.labels, only):
+                continue
             if st.state == "pending":
                 del self._states[key]
                 deleted.append(key)
@@ -396,7 +413,9 @@ class AlertEngine:
 
     # -- notification --------------------------------------------------------------------------------------
 
-    def _notify(self, now: float, changed: dict[tuple[int, str], AlertState]) -> list[Notification]:
+    def _notify(
+        self, now: float, changed: dict[tuple[int, str], AlertState], only: Mapping[str, str] | None = None
+    ) -> list[Notification]:
         try:
             silences = self._states_backend.silences(active_at=now)
         except Exception:
@@ -407,6 +426,8 @@ class AlertEngine:
         for key, st in self._states.items():
             loaded = by_id.get(key[0])
             if loaded is None or st.state not in ("firing", "resolved"):
+                continue
+            if only is not None and not _has_labels(st.labels, only):
                 continue
             if st.state == "resolved" and (
                 st.last_notified_at is None or st.last_notified_at >= _or(st.resolved_at, 0.0)
@@ -685,6 +706,10 @@ def _silenced(labels: Mapping[str, str], silences: list[Silence], project: str |
         if all(Matcher(m["label"], m["op"], m["value"]).matches(labels) for m in s.matchers):  # type: ignore[arg-type]
             return True
     return False
+
+
+def _has_labels(labels: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 def _or(value: float | None, default: float) -> float:

@@ -341,6 +341,61 @@ class MonitorRunner:
                     last_save = time.monotonic()
         return processed
 
+    def process_windows(
+        self,
+        keys: Iterable[WindowKey],
+        *,
+        now: float | None = None,
+        on_window: Callable[[WindowKey], None] | None = None,
+    ) -> MonitorPass:
+        """Process the given windows at once, each from every profile stored for it (all its replicas'), as
+        a pass would, and write their points (replacing what an earlier pass wrote); the runner's cursor,
+        pending windows, label cursors and health signals are left as they are. This is how windows written
+        in bulk (``watchkeeper monitor-batch``) are monitored without waiting for a pass.
+
+        ``now`` is the time the monitors are told (``WindowContext.now``); None tells each window its own
+        end, the time a live runner would have processed it, so that signals that depend on the time
+        (staleness) read as they would have then. A window with no stored profile is skipped.
+        ``on_window(key)`` is called after each window (a progress bar's hook). The model versions'
+        references are read again first."""
+        with self._lock:
+            result = MonitorPass()
+            self._pass_no += 1  # a reference logged since the last pass is picked up
+            ready = sorted(set(keys), key=lambda k: (k.project, k.subject, k.start, k.end))
+            newest = -math.inf
+            i = 0
+            while i < len(ready):
+                head = ready[i]
+                chunk = [head]
+                i += 1
+                while (
+                    i < len(ready)
+                    and len(chunk) < CHUNK_WINDOWS
+                    and ready[i].project == head.project
+                    and ready[i].subject == head.subject
+                ):
+                    chunk.append(ready[i])
+                    i += 1
+                try:
+                    blobs = self._read_windows(chunk)
+                except Exception:
+                    log.exception("watchkeeper monitor: reading the profiles of %s failed", head.subject)
+                    result.errors += 1
+                    continue
+                for key in chunk:
+                    merged = self._merge(key, blobs.get((key.start, key.end), []), result)
+                    if merged is not None:
+                        ctx = self._context(key, merged, key.end if now is None else float(now))
+                        _, written = self._write(key, self._derive(ctx, self.monitors, result), result)
+                        if written:
+                            result.windows += 1
+                            newest = max(newest, key.end)
+                    if on_window is not None:
+                        on_window(key)
+            when = float(self.clock()) if now is None else float(now)
+            result.lag = when - newest if newest > -math.inf else math.nan
+            return result
+
     def _read_windows(self, chunk: list[WindowKey]) -> dict[tuple[float, float], list[bytes]]:
         head = chunk[0]
         q = (
@@ -362,6 +417,24 @@ class MonitorRunner:
 
     def _process_window(self, key: WindowKey, blobs: list[bytes], now: float, result: MonitorPass) -> bool:
         """Merge, derive, write. True when the window is done (processed, or given up as unreadable)."""
+        merged = self._merge(key, blobs, result)
+        if merged is None:
+            self._pending.pop(key, None)
+            return True
+        ctx = self._context(key, merged, now)
+        derived = self._derive(ctx, self.monitors, result)
+        done, written = self._write(key, derived, result)
+        if not done:
+            return False
+        self._pending.pop(key, None)
+        if written:
+            result.windows += 1
+            self._pass_counts[key.project] = self._pass_counts.get(key.project, 0) + 1
+            self._newest[key.project] = max(self._newest.get(key.project, -math.inf), key.end)
+        return True
+
+    def _merge(self, key: WindowKey, blobs: list[bytes], result: MonitorPass) -> Profile | None:
+        """The merge of a window's readable profiles (None without any); unreadable ones are logged."""
         merged: Profile | None = None
         for blob in blobs:
             try:
@@ -377,20 +450,7 @@ class MonitorRunner:
                 result.errors += 1
                 continue
             merged = prof if merged is None else merged.merge(prof)
-        if merged is None:
-            self._pending.pop(key, None)
-            return True
-        ctx = self._context(key, merged, now)
-        derived = self._derive(ctx, self.monitors, result)
-        done, written = self._write(key, derived, result)
-        if not done:
-            return False
-        self._pending.pop(key, None)
-        if written:
-            result.windows += 1
-            self._pass_counts[key.project] = self._pass_counts.get(key.project, 0) + 1
-            self._newest[key.project] = max(self._newest.get(key.project, -math.inf), key.end)
-        return True
+        return merged
 
     def _derive(
         self, ctx: WindowContext, monitors: Mapping[str, Monitor], result: MonitorPass
