@@ -815,6 +815,12 @@ def server_command(
         float, typer.Option(min=0.1, help="Seconds between monitor passes (on the replica that runs them).")
     ] = 10.0,
     eval_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between rule evaluations.")] = 15.0,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="K/N: this replica's monitors take shard K of N of the deployments (the rules run with 0/N)."
+        ),
+    ] = None,
 ) -> None:
     """Run the server: ingest from SDKs over HTTP, with a token checked on every request. Unless
     --no-monitor, it also turns closed windows into signals and evaluates the --rules files (SIGHUP reloads
@@ -858,7 +864,7 @@ def server_command(
     service = None
     if not no_monitor:
         from watchkeeper.alerting.service import MonitoringService
-        from watchkeeper.cli_alerts import load_settings
+        from watchkeeper.cli_alerts import load_settings, parse_shard_option
 
         service = MonitoringService(
             Store(target),
@@ -868,6 +874,7 @@ def server_command(
             lease_ttl=lease_ttl,
             monitor_interval=monitor_interval,
             eval_interval=eval_interval,
+            shard=parse_shard_option(shard),
         )
         if service.errors:
             for e in service.errors.values():
@@ -878,7 +885,7 @@ def server_command(
             signal.signal(signal.SIGHUP, lambda *_: service.reload())
         err.print(
             f"monitors on, {len(service.engine.rules)} alert rule(s) from {len(rules or [])} file(s), run by "
-            f"the replica holding the monitor lease (this one is {service.holder})",
+            f"the replica holding the {service.lease_name!r} lease (this one is {service.holder})",
             markup=False,
         )
     # uvicorn shuts down on SIGTERM/SIGINT, then raises the signal again under the handler found before it

@@ -56,6 +56,25 @@ def load_settings(path: Path | None) -> MonitorSettings | None:
         raise typer.BadParameter(str(exc), param_hint="--settings") from None
 
 
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        help="K/N: monitor only shard K of N of the deployments (N processes share them; rules run with 0/N)."
+    ),
+]
+
+
+def parse_shard_option(text: str | None) -> tuple[int, int]:
+    from watchkeeper.monitor.runner import parse_shard
+
+    if text is None:
+        return (0, 1)
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shard") from None
+
+
 def _parse_duration(text: str, option: str) -> float:
     from watchkeeper.alerting.rules import parse_duration
 
@@ -131,10 +150,11 @@ def monitor_command(
     eval_interval: Annotated[float, typer.Option(min=0.1, help="Seconds between rule evaluations.")] = 15.0,
     settle: Annotated[float, typer.Option(min=0.0, help="Seconds a window waits for late replicas.")] = 30.0,
     settings: SettingsOption = None,
+    shard: ShardOption = None,
 ) -> None:
     """Turn closed windows into signals and evaluate alert rules over the store, until stopped (Ctrl-C).
     SIGHUP reloads the rule files. The server does the same with ``watchkeeper server --rules``."""
-    from watchkeeper.alerting.service import LEASE, MonitoringService
+    from watchkeeper.alerting.service import MonitoringService
 
     target = _database_uri(uri, "monitor")
     store = _open(target)
@@ -144,6 +164,7 @@ def monitor_command(
         settings=load_settings(settings),
         monitor_interval=interval,
         eval_interval=eval_interval,
+        shard=parse_shard_option(shard),
     )
     service.runner.settle = settle
     if service.errors:
@@ -154,11 +175,11 @@ def monitor_command(
     if once:
         ran = service.run_once()
         if ran is None:
-            lease = store.leases.get(LEASE)
+            lease = store.leases.get(service.lease_name)
             holder = lease.holder if lease else "?"
             typer.echo(
-                f"another process runs the monitors and rules now ({holder} holds the {LEASE!r} lease): "
-                "nothing done here"
+                f"another process runs the monitors and rules now ({holder} holds the "
+                f"{service.lease_name!r} lease): nothing done here"
             )
             service.stop()
             store.close()

@@ -134,3 +134,26 @@ def test_a_bad_retention_setting_names_itself():
         MonitorSettings.from_mapping({"retention": "8d"})
     with pytest.raises(ValueError, match=r"monitor\.retention"):
         MonitorSettings.from_mapping({"retention": "1d:1h"})  # younger than the label horizon
+
+
+def test_shards_hold_leases_of_their_own_and_only_shard_0_runs_the_rules(store_uri):
+    services = [
+        MonitoringService(Store(store_uri), lease_ttl=5.0, holder=f"r{k}", monitor_interval=60, shard=(k, 2))
+        for k in range(2)
+    ]
+    spare = MonitoringService(
+        Store(store_uri), lease_ttl=5.0, holder="spare", monitor_interval=60, shard=(1, 2)
+    )
+    try:
+        assert [s.tick() for s in services] == [True, True]  # two shards, two holders at once
+        assert not spare.tick()  # shard 1 is held
+        assert [s.lease_name for s in services] == ["monitor:0/2", "monitor:1/2"]
+        assert services[0].engine._thread is not None and services[1].engine._thread is None
+        assert services[0].store.leases.holder("monitor:1/2") == "r1"
+        assert services[0].store.leases.holder(LEASE) is None  # the unsharded lease is another one
+        services[1].stop()
+        assert spare.tick() and spare.lease_name == "monitor:1/2"
+    finally:
+        for s in (*services, spare):
+            s.stop()
+            s.store.close()

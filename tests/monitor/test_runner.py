@@ -373,3 +373,61 @@ def test_a_profile_committed_after_a_higher_id_is_still_processed(store):
     clock.now += GAP_WAIT + 1.0
     restarted.run_once()
     assert restarted._gaps == {}
+
+
+# -- shards ------------------------------------------------------------------------------------------------
+
+
+def test_shards_share_the_deployments_each_processed_by_one_runner_with_its_own_cursor(store):
+    subjects = [f"model:m{i}@1" for i in range(12)]
+    for s in subjects:
+        _replica(store, T0, RNG.lognormal(-4, 1, 100), subject=s)
+    clock = Clock(T0 + 120.0)
+    runners = [_runner(store, clock, shard=(k, 4)) for k in range(4)]
+    done = [r.run_once().windows for r in runners]
+    assert sum(done) == 12  # every deployment once
+    for k, r in enumerate(runners):
+        mine = [s for s in subjects if r.owns("p", s)]
+        assert done[k] == len(mine)
+        for s in subjects:
+            assert bool(_series(store, "requests", subject=s)) is True
+    # the split is CRC-32 of project and subject mod n, pinned: a change would move deployments between
+    # the shards of running replicas during an upgrade
+    assert [next(k for k, r in enumerate(runners) if r.owns("p", s)) for s in subjects] == [
+        2,
+        1,
+        0,
+        3,
+        2,
+        1,
+        0,
+        3,
+        2,
+        1,
+        2,
+        1,
+    ]
+    # each shard keeps its own cursor: a new runner of shard 2 has nothing left to do, a runner over the
+    # whole store (another state key) starts from the beginning
+    assert _runner(store, clock, shard=(2, 4)).run_once().windows == 0
+    assert _runner(store, clock).run_once().windows == 12
+    # their health is labelled by shard
+    assert {s.labels.get("shard") for s in store.signals.series("p", subject=HEALTH_SUBJECT)} >= {
+        "0/4",
+        "3/4",
+    }
+
+
+@pytest.mark.parametrize("bad", [(4, 4), (-1, 2), (0, 0), ("0", 2), (True, 2), 3])
+def test_a_bad_shard_is_refused(store, bad):
+    with pytest.raises(ValueError, match="shard"):
+        MonitorRunner(store, shard=bad)
+
+
+def test_shards_are_written_k_slash_n():
+    from watchkeeper.monitor.runner import parse_shard
+
+    assert parse_shard("2/8") == (2, 8) and parse_shard(" 0/1 ") == (0, 1)
+    for bad in ("8/8", "2", "a/b", "-1/4", ""):
+        with pytest.raises(ValueError, match="K/N"):
+            parse_shard(bad)

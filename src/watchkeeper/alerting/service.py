@@ -13,6 +13,12 @@ processed twice and a firing alert is not announced again. A holder that cannot 
 stands down at once rather than run on a lease it cannot prove. ``lease_ttl=None`` runs both
 unconditionally (one process, no database coordination: tests and embedding).
 
+**Shards.** One runner is one thread; when the store's deployments are more than it keeps up with, give
+each service ``shard=(k, n)``: it holds the lease ``monitor:k/n`` and monitors only the deployments of shard
+``k`` (see :mod:`watchkeeper.monitor.runner`), so ``n`` shards run on up to ``n`` replicas at once, each
+with its own failover. The alert rules and the roll-ups run with shard 0 (they are light: rules read
+signals, whichever shard wrote them).
+
 **Retention.** The holder also merges old window profiles into roll-ups by the settings' policy
 (``MonitorSettings.retention``, ``8d:1h,32d:1d`` by default; see :mod:`watchkeeper.monitor.retention`) every
 ``rollup_interval`` seconds (15 minutes; None: never), on a thread of its own so that renewing the lease
@@ -29,11 +35,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watchkeeper.alerting.engine import AlertEngine
+from watchkeeper.alerting.engine import AlertEngine, Evaluation
 from watchkeeper.alerting.rules import RuleFileError
 
 if TYPE_CHECKING:
-    from watchkeeper.alerting.engine import Evaluation
     from watchkeeper.monitor.base import MonitorSettings
     from watchkeeper.monitor.runner import MonitorPass
     from watchkeeper.store.leases import Lease
@@ -59,6 +64,7 @@ class MonitoringService:
         lease_ttl: float | None = LEASE_TTL,
         holder: str | None = None,
         rollup_interval: float | None = ROLLUP_INTERVAL,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         from watchkeeper.monitor.base import MonitorSettings
         from watchkeeper.monitor.runner import MonitorRunner
@@ -69,7 +75,10 @@ class MonitoringService:
         ):
             raise ValueError(f"lease_ttl: expected a positive number of seconds or None, got {lease_ttl!r}")
         self.store = store
-        self.runner = MonitorRunner(store, settings or MonitorSettings())
+        self.runner = MonitorRunner(store, settings or MonitorSettings(), shard=shard)
+        k, n = self.runner.shard
+        self.lease_name = LEASE if n == 1 else f"{LEASE}:{k}/{n}"
+        self.runs_rules = k == 0  # the alert rules and the roll-ups run with shard 0's monitors
         self.engine = AlertEngine(store, external_url=external_url)
         self.monitor_interval = monitor_interval
         self.eval_interval = eval_interval
@@ -111,7 +120,9 @@ class MonitoringService:
     def _maybe_rollup(self) -> None:
         """Start a roll-up of old window profiles on its own thread when one is due (the first can take
         minutes on a large store; renewing the lease must not wait for it)."""
-        if self.rollup_interval is None or time.monotonic() - self._last_rollup < self.rollup_interval:
+        if not self.runs_rules or self.rollup_interval is None:
+            return
+        if time.monotonic() - self._last_rollup < self.rollup_interval:
             return
         if self._rollup_thread is not None and self._rollup_thread.is_alive():
             return
@@ -139,20 +150,21 @@ class MonitoringService:
         """Ask for the lease once: take over when granted, stand down when refused; returns ``active``."""
         assert self.lease_ttl is not None, "tick() is for a service with a lease"
         try:
-            lease = self.store.leases.acquire(LEASE, self.holder, self.lease_ttl)
+            lease = self.store.leases.acquire(self.lease_name, self.holder, self.lease_ttl)
         except Exception as exc:  # cannot prove the lease: stand down until the database answers
-            log.warning("watchkeeper monitor: could not renew the %r lease: %s", LEASE, exc)
+            log.warning("watchkeeper monitor: could not renew the %r lease: %s", self.lease_name, exc)
             lease = None
         if lease is not None and not self._active:
             self.runner.reload_state()
-            self.engine.reload_states()
+            if self.runs_rules:
+                self.engine.reload_states()
             self._run()
             log.warning(
                 "watchkeeper monitor: %s took the %r lease (epoch %d): running the monitors and %d rule(s)",
                 self.holder,
-                LEASE,
+                self.lease_name,
                 lease.epoch,
-                len(self.engine.rules),
+                len(self.engine.rules) if self.runs_rules else 0,
             )
         elif lease is None and self._active:
             self._halt()
@@ -166,15 +178,16 @@ class MonitoringService:
         """One monitor pass and one rule evaluation in this thread, holding the lease while they run (given
         up by :meth:`stop`); None, having done nothing, when another process holds it."""
         if self.lease_ttl is not None:
-            self.lease = self.store.leases.acquire(LEASE, self.holder, self.lease_ttl)
+            self.lease = self.store.leases.acquire(self.lease_name, self.holder, self.lease_ttl)
             if self.lease is None:
                 return None
         done = self.runner.run_once()
-        return done, self.engine.evaluate()
+        return done, self.engine.evaluate() if self.runs_rules else Evaluation(time.time())
 
     def _run(self) -> None:
         self.runner.start(self.monitor_interval)
-        self.engine.start(self.eval_interval)
+        if self.runs_rules:
+            self.engine.start(self.eval_interval)
         self._active = True
 
     def _halt(self) -> None:
@@ -197,8 +210,8 @@ class MonitoringService:
             self._halt()
         if self.lease is not None:
             try:
-                self.store.leases.release(LEASE, self.holder)
+                self.store.leases.release(self.lease_name, self.holder)
             except Exception as exc:  # it will expire by itself
-                log.warning("watchkeeper monitor: could not release the %r lease: %s", LEASE, exc)
+                log.warning("watchkeeper monitor: could not release the %r lease: %s", self.lease_name, exc)
             self.lease = None
         self.engine.close()

@@ -30,8 +30,12 @@ The runner writes its own health under the subject ``monitor`` of each project i
 ``monitor_windows`` (windows processed by the pass) and ``monitor_lag_seconds`` (now minus the end of the
 newest window processed so far).
 
-One runner per store: two runners over the same store would each process every window (their results
-agree, but the work is doubled and concurrent replacements of one window can interleave).
+One runner per store, or per shard: two runners over the same store would each process every window (their
+results agree, but the work is doubled and concurrent replacements of one window can interleave). When one
+runner cannot keep up (it is one thread; a window merged from 100 replicas costs about a second), ``shard=(k,
+n)`` makes it process only the deployments with ``crc32(project, subject) mod n == k`` and keep its cursor
+under a state key of its own, so ``n`` runners (each the holder of its shard's lease, see
+:mod:`watchkeeper.alerting.service`) share the store's deployments between them, each deployment in one.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import logging
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -169,9 +174,13 @@ class MonitorRunner:
         settle: float = 30.0,
         clock: Callable[[], float] = time.time,
         monitors: Mapping[str, Monitor] | Sequence[Monitor] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if not (isinstance(settle, int | float) and settle >= 0 and math.isfinite(settle)):
             raise ValueError(f"settle: expected a non-negative number of seconds, got {settle!r}")
+        self.shard = check_shard(shard)
+        k, n = self.shard
+        self._state_key = STATE_KEY if n == 1 else f"{STATE_KEY}:{k}/{n}"
         self.store = store
         self.settings = settings
         self.settle = float(settle)
@@ -293,7 +302,11 @@ class MonitorRunner:
                         for missing in range(self._cursor + 1, min(pid, self._cursor + 1 + MAX_GAPS)):
                             self._gaps[missing] = now
                     self._cursor = pid
-                if kind == "window" and parse_model_subject(subject) is not None:
+                if (
+                    kind == "window"
+                    and parse_model_subject(subject) is not None
+                    and self.owns(project, subject)
+                ):
                     key = WindowKey(project, subject, float(start), float(end))
                     self._pending[key] = None
                     self._label_since.setdefault((project, subject), now)
@@ -641,6 +654,10 @@ class MonitorRunner:
 
     # -- the runner's own health ---------------------------------------------------------------------------
 
+    def owns(self, project: str, subject: str) -> bool:
+        """Whether this runner's shard holds the deployment ``subject`` of ``project``."""
+        return shard_of(project, subject, self.shard[1]) == self.shard[0]
+
     def _write_health(self, now: float, result: MonitorPass) -> None:
         projects_seen = sorted({p for p, _ in self._label_since} | set(self._newest))
         if not projects_seen:
@@ -653,8 +670,17 @@ class MonitorRunner:
             if newest is not None:
                 names.append("monitor_lag_seconds")
                 values.append(now - newest)
+            k, n = self.shard
             batch.points.append(
-                Points(project, HEALTH_SUBJECT, names, [None] * len(names), [now] * len(names), values)
+                Points(
+                    project,
+                    HEALTH_SUBJECT,
+                    names,
+                    [None] * len(names),
+                    [now] * len(names),
+                    values,
+                    labels={"shard": f"{k}/{n}"} if n > 1 else {},
+                )
             )
         try:
             self.store.write(batch)
@@ -667,7 +693,7 @@ class MonitorRunner:
     def _load_state(self) -> None:
         with self.store.connect() as conn:
             value = conn.execute(
-                sa.select(monitor_state.c.value).where(monitor_state.c.key == STATE_KEY)
+                sa.select(monitor_state.c.value).where(monitor_state.c.key == self._state_key)
             ).scalar()
         if value is not None:
             self._cursor = int(value.get("cursor", 0))
@@ -703,7 +729,7 @@ class MonitorRunner:
         self._saved = text
 
     def _write_state(self, value: dict[str, Any], now: float) -> None:
-        where = monitor_state.c.key == STATE_KEY
+        where = monitor_state.c.key == self._state_key
         with self.store.begin_write() as conn:
             updated = conn.execute(
                 monitor_state.update().where(where).values(value=value, updated_at=now)
@@ -711,8 +737,34 @@ class MonitorRunner:
             if not updated:
                 conn.execute(
                     insert_ignore(conn.dialect, monitor_state),
-                    [{"key": STATE_KEY, "value": value, "updated_at": now}],
+                    [{"key": self._state_key, "value": value, "updated_at": now}],
                 )
+
+
+def check_shard(shard: Any) -> tuple[int, int]:
+    """``(k, n)`` with ``0 <= k < n``; ValueError naming ``shard`` otherwise."""
+    try:
+        k, n = shard
+    except (TypeError, ValueError):
+        raise ValueError(f"shard: expected (k, n) with 0 <= k < n, got {shard!r}") from None
+    if not (isinstance(k, int) and isinstance(n, int) and not isinstance(k, bool) and 0 <= k < n):
+        raise ValueError(f"shard: expected (k, n) with 0 <= k < n, got {shard!r}")
+    return k, n
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``; ValueError naming ``shard`` otherwise."""
+    k, slash, n = str(text).strip().partition("/")
+    try:
+        return check_shard((int(k), int(n)) if slash else None)
+    except ValueError:
+        raise ValueError(f"shard: expected K/N with 0 <= K < N, such as 0/4, got {text!r}") from None
+
+
+def shard_of(project: str, subject: str, n: int) -> int:
+    """The shard (of ``n``) that monitors deployment ``subject`` of ``project``: CRC-32 of both, mod ``n``
+    (stable across processes and versions, unlike Python's ``hash``)."""
+    return zlib.crc32(f"{project}\0{subject}".encode()) % n if n > 1 else 0
 
 
 def _monitor_name(monitor: Monitor) -> str:

@@ -21,11 +21,10 @@ granted a lease at any moment of the database's clock.
 Times are the database's clock (``now`` is read in the same transaction), never the replicas' own, so clock
 skew between machines cannot give two holders. ``epoch`` grows by one each time the lease changes hands, a
 fencing number a holder can log or check (a holder that lets its lease lapse and takes it again gets a new
-epoch too: another may have held it in between). The limit of any lease: a holder that stalls longer than ``ttl``
-(a long pause) may still be finishing work when its successor starts; the monitor runner's results do not
-depend on which process computes them (a window processed twice writes the same points), and callers renew
-well within ``ttl`` and check the lease before each pass, so the overlap is at most one pass.
-"""
+epoch too: another may have held it in between). The limit of any lease: a holder that stalls longer than
+``ttl`` (a long pause) may still be finishing work when its successor starts; the monitor runner's results do
+not depend on which process computes them (a window processed twice writes the same points), and callers renew
+well within ``ttl`` and check the lease before each pass, so the overlap is at most one pass. """
 
 from __future__ import annotations
 

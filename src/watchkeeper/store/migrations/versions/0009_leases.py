@@ -40,5 +40,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("leases")
     if op.get_bind().dialect.name == "sqlite":
-        with op.batch_alter_table("profiles", recreate="always", table_kwargs={"sqlite_autoincrement": False}):
+        plain = {"sqlite_autoincrement": False}
+        with op.batch_alter_table("profiles", recreate="always", table_kwargs=plain):
             pass
