@@ -146,7 +146,7 @@ def test_the_cursor_and_pending_windows_survive_a_new_runner(store):
     def no_reading(chunk):
         raise AssertionError(f"profiles read again: {chunk}")
 
-    third._read_windows = no_reading  # nothing new: the pass reads no profile
+    third._windows_of = no_reading  # nothing new: the pass reads no profile
     assert (third.run_once().windows, third.run_once().errors) == (0, 0)
     _replica(store, T0 + 180.0, RNG.lognormal(-4, 1, 300))
     clock.now = T0 + 240.0 + 30.0
@@ -431,3 +431,26 @@ def test_shards_are_written_k_slash_n():
     for bad in ("8/8", "2", "a/b", "-1/4", ""):
         with pytest.raises(ValueError, match="K/N"):
             parse_shard(bad)
+
+
+def test_a_chunks_windows_are_read_one_window_at_a_time(store):
+    """The runner streams a deployment's profiles window by window (a chunk of 128 windows of 100 replicas
+    read at once would be gigabytes): each window comes with exactly its replicas' profiles, oldest first,
+    before the next window's rows are read; a window without profiles comes last, with none."""
+    from watchkeeper.monitor.runner import WindowKey
+
+    sizes = {T0: [100, 200, 300], T0 + 60.0: [400], T0 + 120.0: [500, 600]}
+    for start, ns in sizes.items():
+        for n in ns:
+            _replica(store, start, RNG.lognormal(-4, 1, n))
+    runner = _runner(store, Clock(T0 + 600.0))
+    keys = [WindowKey("p", SUBJECT, t, t + 60.0) for t in (T0 + 120.0, T0, T0 + 180.0, T0 + 60.0)]
+    seen = []
+    for key, blobs in runner._windows_of(keys):
+        seen.append((key.start, sorted(Profile.from_bytes(b).rows for b in blobs)))
+    assert seen == [
+        (T0, [100, 200, 300]),
+        (T0 + 60.0, [400]),
+        (T0 + 120.0, [500, 600]),
+        (T0 + 180.0, []),
+    ]
