@@ -12,17 +12,22 @@ Windows: with ``time`` and ``window``, each row goes to the window ``[s, s + win
 ``s = origin + floor((t - origin) / window) * window`` (UTC epoch seconds; ``origin`` 0 is the Unix epoch, so
 hourly windows start on the hour), and every window gets its own profile. The time column itself is not
 profiled. A row whose time is missing or not finite belongs to no window and is counted in
-``BatchProfile.untimed``.
+``BatchProfile.untimed``. Times are float seconds, exact to the microsecond at today's epochs (the
+resolution of a float64 near 1.7e9 is about 0.24 µs), so a nanosecond time closer than that to a window's
+edge may fall in the later window.
 
 Times may be an Arrow timestamp (any unit; naive timestamps are read as UTC), a date, a number of epoch
-seconds, or ISO-8601 strings.
+seconds, or ISO-8601 strings (with a UTC offset or naive, read as UTC; a blank string is a missing time, and
+a string that does not read as a time is an untimed row, unless no value of the column reads as one).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -76,28 +81,60 @@ def epoch_seconds(values: pa.Array | pa.ChunkedArray, name: str = "time") -> np.
     """Float epoch seconds of a time column (NaN where missing); ValueError naming ``name`` otherwise."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
     t = values.type
-    try:
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            values = pc.cast(values, pa.timestamp("us", tz="UTC"))
-            t = values.type
-        if pa.types.is_date(t):
-            values = pc.cast(pc.cast(values, pa.date32()), pa.timestamp("s"))
-            t = values.type
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise ValueError(
-            f"{name}: expected timestamps, dates, epoch seconds or ISO-8601 strings: {exc}"
-        ) from exc
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return _iso_seconds(values, name)
+    if pa.types.is_date(t):
+        values = pc.cast(pc.cast(values, pa.date32()), pa.timestamp("s"))
+        t = values.type
     if pa.types.is_timestamp(t):
-        scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}[t.unit]
-        ints = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
-        out = ints.astype(np.float64) * scale
-        if values.null_count:
-            out[~pc.is_valid(values).to_numpy(zero_copy_only=False)] = np.nan
-        return out
+        return _timestamp_seconds(values)
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     raise ValueError(f"{name}: expected timestamps, dates, epoch seconds or ISO-8601 strings, got {t}")
+
+
+_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
+
+
+def _timestamp_seconds(values: pa.Array) -> np.ndarray:
+    # The int64 of a timestamp counts from the epoch in UTC whatever its time zone. Dividing (rather than
+    # multiplying by 1e-6) rounds once, so a time on a window's edge stays on it.
+    ints = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
+    out = ints.astype(np.float64) / _PER_SECOND[values.type.unit]
+    if values.null_count:
+        out[~pc.is_valid(values).to_numpy(zero_copy_only=False)] = np.nan
+    return out
+
+
+def _iso_seconds(values: pa.Array, name: str) -> np.ndarray:
+    """Epoch seconds of ISO-8601 strings: NaN for blank or unreadable ones, unless none reads."""
+    values = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+    for target in (pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):  # all with an offset, or all naive
+        try:
+            return _timestamp_seconds(pc.cast(values, target))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    # Mixed offsets and naive times, times outside the nanosecond range, or unreadable strings: one distinct
+    # value at a time.
+    distinct = pc.unique(pc.drop_null(values))
+    seconds = np.full(len(distinct) + 1, np.nan)  # the last slot: missing
+    for i, text in enumerate(distinct.to_pylist()):
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            continue
+        seconds[i] = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    if len(distinct) and np.isnan(seconds[:-1]).all():
+        raise ValueError(
+            f"{name}: expected timestamps, dates, epoch seconds or ISO-8601 strings, got strings such as "
+            f"{distinct[0].as_py()!r}"
+        )
+    index = pc.fill_null(pc.index_in(values, value_set=distinct), len(distinct))
+    return seconds[index.to_numpy(zero_copy_only=False)]
 
 
 def window_starts(t: np.ndarray, window: float, origin: float = 0.0) -> np.ndarray:
@@ -108,7 +145,12 @@ def window_starts(t: np.ndarray, window: float, origin: float = 0.0) -> np.ndarr
 def _check_window(time: str | None, window: float | None) -> None:
     if (time is None) != (window is None):
         raise ValueError("time and window: give both (profiles by window) or neither (one profile)")
-    if window is not None and not (isinstance(window, int | float) and math.isfinite(window) and window > 0):
+    if window is not None and not (
+        isinstance(window, numbers.Real)
+        and not isinstance(window, bool)
+        and math.isfinite(window)
+        and window > 0
+    ):
         raise ValueError(f"window: expected a positive number of seconds, got {window!r}")
 
 
@@ -131,7 +173,7 @@ def profile_table(
         raise ValueError(f"time: no column {time!r} in the data (columns: {', '.join(table.column_names)})")
     starts = window_starts(epoch_seconds(table.column(time), f"time column {time!r}"), window, origin)
     data = table.drop_columns([time])
-    timed = ~np.isnan(starts)
+    timed = np.isfinite(starts)  # an infinite time, like a missing one, belongs to no window
     untimed = int(table.num_rows - timed.sum())
     windows: dict[float, Profile] = {}
     if timed.any():
@@ -169,13 +211,21 @@ def iter_batches(
         else:
             delimiter = "\t" if f.suffix.lower() == ".tsv" else ","
             include = list(columns) if columns else None
-            reader = pacsv.open_csv(
-                f,
-                parse_options=pacsv.ParseOptions(delimiter=delimiter),
-                convert_options=pacsv.ConvertOptions(include_columns=include),
-            )
-            for b in reader:
-                yield f, b
+            try:
+                reader = pacsv.open_csv(
+                    f,
+                    parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                    convert_options=pacsv.ConvertOptions(include_columns=include),
+                )
+            except pa.ArrowKeyError:
+                header = pacsv.open_csv(f, parse_options=pacsv.ParseOptions(delimiter=delimiter)).schema.names
+                missing = [c for c in include or () if c not in header]
+                raise ValueError(f"{f.name}: no column(s) {missing} (columns: {', '.join(header)})") from None
+            try:
+                for b in reader:
+                    yield f, b
+            except pa.ArrowInvalid as exc:  # a value later in the file that the inferred types cannot hold
+                raise ValueError(f"{f.name}: {exc}") from exc
 
 
 def profile_batches(
