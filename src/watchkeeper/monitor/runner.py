@@ -323,21 +323,10 @@ class MonitorRunner:
         )
         processed: set[WindowKey] = set()
         last_save = time.monotonic()
-        i = 0
-        while i < len(ready):
+        for chunk in _chunks(ready):
             if self._stop.is_set():
                 break
-            head = ready[i]
-            chunk = [head]
-            i += 1
-            while (
-                i < len(ready)
-                and len(chunk) < CHUNK_WINDOWS
-                and ready[i].project == head.project
-                and ready[i].subject == head.subject
-            ):
-                chunk.append(ready[i])
-                i += 1
+            head = chunk[0]
             try:
                 for key, blobs in self._windows_of(chunk):
                     if self._stop.is_set():
@@ -375,19 +364,8 @@ class MonitorRunner:
             self._pass_no += 1  # a reference logged since the last pass is picked up
             ready = sorted(set(keys), key=lambda k: (k.project, k.subject, k.start, k.end))
             newest = -math.inf
-            i = 0
-            while i < len(ready):
-                head = ready[i]
-                chunk = [head]
-                i += 1
-                while (
-                    i < len(ready)
-                    and len(chunk) < CHUNK_WINDOWS
-                    and ready[i].project == head.project
-                    and ready[i].subject == head.subject
-                ):
-                    chunk.append(ready[i])
-                    i += 1
+            for chunk in _chunks(ready):
+                head = chunk[0]
                 try:
                     for key, blobs in self._windows_of(chunk):
                         merged = self._merge(key, blobs, result)
@@ -755,6 +733,21 @@ class MonitorRunner:
                     insert_ignore(conn.dialect, monitor_state),
                     [{"key": self._state_key, "value": value, "updated_at": now}],
                 )
+
+
+def _chunks(ready: Sequence[WindowKey]) -> Iterator[list[WindowKey]]:
+    """Runs of at most ``CHUNK_WINDOWS`` consecutive windows of one deployment, from windows sorted by
+    deployment."""
+    chunk: list[WindowKey] = []
+    for key in ready:
+        if chunk and (
+            len(chunk) == CHUNK_WINDOWS or (key.project, key.subject) != (chunk[0].project, chunk[0].subject)
+        ):
+            yield chunk
+            chunk = []
+        chunk.append(key)
+    if chunk:
+        yield chunk
 
 
 def check_shard(shard: Any) -> tuple[int, int]:
