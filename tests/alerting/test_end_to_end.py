@@ -5,9 +5,9 @@ gets one notification per group, whose signature verifies."""
 from __future__ import annotations
 
 import json
-import threading
+import runpy
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,29 +22,8 @@ from watchkeeper.store.batch import Batch, ProfileLog
 SECRET = "s3cret"
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict, bytes]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                sink.requests.append((dict(self.headers), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+Sink = _servers["WebhookSink"]
 
 
 @pytest.fixture

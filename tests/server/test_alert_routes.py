@@ -5,10 +5,9 @@ and write what, and 422s naming the field at fault."""
 
 from __future__ import annotations
 
-import json
-import threading
+import runpy
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -25,34 +24,13 @@ M = 60.0
 ADMIN = "test-admin-token"
 
 
-class Sink:
-    """A webhook receiver on 127.0.0.1 that records the JSON bodies it is sent."""
+_servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
+Sink = _servers["WebhookSink"]
 
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        sink = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                sink.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def models(self) -> list[tuple[str, str]]:
-        """(status, model) of every alert received, in order."""
-        return [(a["status"], a["labels"]["model"]) for b in self.bodies for a in b["alerts"]]
+def _models(sink) -> list[tuple[str, str]]:
+    """(status, model) of every alert the sink received, in order."""
+    return [(a["status"], a["labels"]["model"]) for b in sink.bodies for a in b["alerts"]]
 
 
 @pytest.fixture
@@ -191,7 +169,7 @@ def test_the_history_lists_pending_firing_resolved_newest_first(client, engine, 
 
 def test_notifications_list_what_the_receiver_got(client, engine, sink, t0):
     engine.run(range(6))
-    assert sorted(sink.models()) == [("firing", "m"), ("firing", "n"), ("resolved", "m")]
+    assert sorted(_models(sink)) == [("firing", "m"), ("firing", "n"), ("resolved", "m")]
     got = client.get("/api/v1/alerts/notifications", headers=_as(ADMIN)).json()["notifications"]
     assert (got[0]["t"], got[0]["status"], got[0]["labels"]["model"]) == (t0 + 3 * M, "sent", "m")
     assert sorted((n["t"] - t0, n["labels"]["model"], n["payload"]["status"]) for n in got) == [
@@ -220,7 +198,7 @@ def test_a_silenced_alert_moves_but_is_not_notified_until_its_silence_is_expired
         made
     ]
     engine.run(range(5))
-    assert sorted(sink.models()) == [("firing", "m"), ("resolved", "m")]  # nothing about model n
+    assert sorted(_models(sink)) == [("firing", "m"), ("resolved", "m")]  # nothing about model n
     logged = client.get("/api/v1/alerts/notifications", headers=_as(ADMIN)).json()["notifications"]
     assert {n["labels"]["model"] for n in logged} == {"m"}
     history = client.get("/api/v1/alerts/history", params={"project": "q"}, headers=_as(ADMIN)).json()
@@ -235,7 +213,7 @@ def test_a_silenced_alert_moves_but_is_not_notified_until_its_silence_is_expired
         "silences": []
     }
     engine.run([5])
-    assert sorted(sink.models()) == [("firing", "m"), ("firing", "n"), ("resolved", "m")]
+    assert sorted(_models(sink)) == [("firing", "m"), ("firing", "n"), ("resolved", "m")]
     # expiring twice changes nothing; an unknown id is a 404
     assert client.delete(f"/api/v1/silences/{made['id']}", headers=_as(ADMIN)).status_code == 204
     r = client.delete("/api/v1/silences/nosuchsilence", headers=_as(ADMIN))

@@ -35,8 +35,7 @@ pytest.importorskip("uvicorn", reason="the server needs uvicorn (the dev extra)"
 
 _servers = runpy.run_path(str(Path(__file__).parents[1] / "servers.py"))  # tests/servers.py
 _replicas = runpy.run_path(str(Path(__file__).with_name("test_replicas.py")))
-_end_to_end = runpy.run_path(str(Path(__file__).parents[1] / "alerting" / "test_end_to_end.py"))
-free_port, Sink = _servers["free_port"], _end_to_end["Sink"]
+free_port, Sink = _servers["free_port"], _servers["WebhookSink"]
 _command, _stop, _wait_healthy = _replicas["_command"], _replicas["_stop"], _replicas["_wait_healthy"]
 
 TTL = 3.0
