@@ -365,6 +365,35 @@ def db_current(uri: UriOption = None) -> None:
     typer.echo(f"database: {migrate.current(engine) or 'none'}\nthis watchkeeper needs: {migrate.head()}")
 
 
+@db_app.command("leases")
+def db_leases(uri: UriOption = None) -> None:
+    """Who runs the monitors and alert rules: every lease (one per monitor shard), its holder
+    (host:pid:random), how many times it changed hands, and when it expires by the database's clock."""
+    store = _open(_database_uri(uri, "db leases"))
+    try:
+        now, held = store.leases.now(), store.leases.list()
+    finally:
+        store.close()
+    table = RichTable(title=f"leases ({len(held)})", title_justify="left")
+    for col in ("lease", "holder", "epoch", "held since", "state"):
+        table.add_column(col)
+    for lease in held:
+        if not lease.holder:
+            state = "never taken"
+        elif lease.expires_at > now:
+            state = f"[green]held[/green], expires in {fmt_duration(lease.expires_at - now)}"
+        else:
+            state = f"[yellow]free[/yellow] (expired or given up {fmt_duration(now - lease.expires_at)} ago)"
+        table.add_row(
+            escape(lease.name),
+            escape(lease.holder or "-"),
+            str(lease.epoch),
+            fmt_time(lease.acquired_at) if lease.holder else "-",
+            state,
+        )
+    _console().print(table)
+
+
 @db_app.command("rollup")
 def db_rollup(
     uri: UriOption = None,

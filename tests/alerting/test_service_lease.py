@@ -3,6 +3,7 @@ lease cannot be renewed, and ``watchkeeper monitor --once`` beside a replica tha
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -157,3 +158,23 @@ def test_shards_hold_leases_of_their_own_and_only_shard_0_runs_the_rules(store_u
         for s in (*services, spare):
             s.stop()
             s.store.close()
+
+
+def test_db_leases_shows_who_holds_each_lease(sqlite_uri):
+    store = Store(sqlite_uri)
+    try:
+        assert store.leases.acquire("monitor:0/2", "vm:101:aa", 60.0) is not None
+        assert store.leases.acquire("monitor:1/2", "vm:102:bb", 60.0) is not None
+        assert store.leases.release("monitor:1/2", "vm:102:bb")
+        assert [(x.name, x.holder, x.epoch) for x in store.leases.list()] == [
+            ("monitor:0/2", "vm:101:aa", 1),
+            ("monitor:1/2", "vm:102:bb", 1),
+        ]
+    finally:
+        store.close()
+    out = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["db", "leases", "--uri", sqlite_uri])
+    assert out.exit_code == 0, out.output
+    rows = {line.split("│")[1].strip(): line for line in out.output.splitlines() if "monitor:" in line}
+    assert "vm:101:aa" in rows["monitor:0/2"]
+    assert re.search(r"held, expires in (4\d|5\d)s", rows["monitor:0/2"])  # a 60-s lease, seconds ago
+    assert re.search(r"free \(expired or given up \d+s ago\)", rows["monitor:1/2"])

@@ -133,6 +133,11 @@ class Leases:
             row = conn.execute(sa.select(leases).where(leases.c.name == name)).first()
         return None if row is None else Lease(**row._mapping)
 
+    def list(self) -> list[Lease]:
+        """Every lease ever taken, by name (compare ``expires_at`` with :meth:`now` for who holds one now)."""
+        with self._store.connect() as conn:
+            return [Lease(**r._mapping) for r in conn.execute(sa.select(leases).order_by(leases.c.name))]
+
     def holder(self, name: str) -> str | None:
         """Who holds lease ``name`` now, by the database's clock; None when nobody does."""
         with self._store.connect() as conn:
