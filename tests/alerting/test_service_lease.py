@@ -135,6 +135,10 @@ def test_a_bad_retention_setting_names_itself():
         MonitorSettings.from_mapping({"retention": "8d"})
     with pytest.raises(ValueError, match=r"monitor\.retention"):
         MonitorSettings.from_mapping({"retention": "1d:1h"})  # younger than the label horizon
+    # a longer label horizon alone: the default retention no longer fits, and the error says what to set
+    with pytest.raises(ValueError, match="set retention to levels older than it"):
+        MonitorSettings.from_mapping({"label_horizon": "30d"})
+    assert MonitorSettings.from_mapping({"label_horizon": "30d", "retention": "31d:1h"}).retention == "31d:1h"
 
 
 def test_shards_hold_leases_of_their_own_and_only_shard_0_runs_the_rules(store_uri):

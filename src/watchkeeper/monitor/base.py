@@ -115,7 +115,13 @@ class MonitorSettings:
         try:
             settings.retention_policy()
         except ValueError as exc:
-            raise ValueError(f"{where}.retention: {exc}") from None
+            hint = ""
+            if "retention" not in data:
+                hint = (
+                    f" (the default retention {settings.retention} rolls windows up sooner than "
+                    "label_horizon allows: set retention to levels older than it, or none)"
+                )
+            raise ValueError(f"{where}.retention: {exc}{hint}") from None
         return settings
 
 
