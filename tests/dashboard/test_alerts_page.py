@@ -158,6 +158,7 @@ def test_a_rule_narrows_the_page_to_its_alerts(dashboard, browser, ready):
 
 
 def test_a_silence_made_on_the_page_is_listed_and_expired(dashboard, browser, ready, tmp_path):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -210,7 +211,9 @@ def test_a_silence_made_on_the_page_is_listed_and_expired(dashboard, browser, re
     save_screenshot(browser, "alerts-silenced", tmp_path)
 
     shown.find_element(By.CSS_SELECTOR, "button.expire").click()
-    WebDriverWait(browser, 10).until(
+    # the page redraws the table when the expiry lands: a row found just before may be replaced before its
+    # attribute is read (StaleElementReferenceException, seen once in a CI run), so look again
+    WebDriverWait(browser, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: (
             d.find_element(By.CSS_SELECTOR, f"tr[data-silence='{made['id']}']").get_attribute("data-state")
             == "expired"
