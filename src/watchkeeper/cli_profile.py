@@ -69,12 +69,14 @@ def _rows_hint(path: Path) -> int | None:
 
 
 def _with_roles(p: Any, outputs: list[str]) -> Any:
+    """``p`` with the ``outputs`` it holds marked as the model's outputs (a window may lack a column that
+    other windows have)."""
     from watchkeeper.profile import Profile
 
-    missing = [c for c in outputs if c not in p.columns]
-    if missing:
-        raise ValueError(f"--outputs: no column(s) {missing} in the data (columns: {', '.join(p.columns)})")
-    return Profile(p.columns, rows=p.rows, traffic=p.traffic, roles=dict.fromkeys(outputs, "output"))
+    if not outputs:
+        return p
+    roles = {c: "output" for c in outputs if c in p.columns}
+    return Profile(p.columns, rows=p.rows, traffic=p.traffic, roles=roles)
 
 
 def windows_batch(
@@ -91,10 +93,7 @@ def windows_batch(
     so the same input stored again is acknowledged and applied once."""
     from watchkeeper.store import Batch, ProfileLog, RunStart, RunUpdate
 
-    logs = [
-        (start, p, _with_roles(p, outputs).to_bytes() if outputs else p.to_bytes())
-        for start, p in result.windows.items()
-    ]
+    logs = [(start, _with_roles(p, outputs)) for start, p in result.windows.items()]
     run_id = f"{run_job}-{key[:24]}"
     now = time.time()
     batch = Batch(id=f"{run_job}-{key[:48]}")
@@ -111,7 +110,7 @@ def windows_batch(
             version=version or None,
         )
     )
-    for start, p, blob in logs:
+    for start, p in logs:
         batch.profiles.append(
             ProfileLog(
                 project,
@@ -120,7 +119,7 @@ def windows_batch(
                 float(start),
                 float(start) + float(result.window),
                 p.rows,
-                blob,
+                p.to_bytes(),
                 p.format_version,
                 run_id=run_id,
             )
@@ -244,23 +243,20 @@ def profile_command(
         "seconds": round(elapsed, 3),
         "rows_per_second": round(result.rows / elapsed) if elapsed > 0 else None,
     }
-    try:
-        if result.whole is not None:
-            whole = _with_roles(result.whole, out_cols) if out_cols else result.whole
-            summary["columns"] = len(whole.columns)
-            if output is not None:
-                output.write_bytes(whole.to_bytes())
-                summary["output"] = str(output)
-        elif out_cols:
-            seen = set().union(*(p.columns for p in result.windows.values()))
-            missing = [c for c in out_cols if c not in seen]
-            if missing:
-                raise ValueError(
-                    f"--outputs: no column(s) {missing} in the data (columns: {', '.join(seen)})"
-                )
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+    parts = [result.whole] if result.whole is not None else list(result.windows.values())
+    seen = sorted(set().union(*(p.columns for p in parts)))
+    missing = [c for c in out_cols if c not in seen]
+    if missing:
+        err.print(
+            f"[red]error:[/red] --outputs: no column(s) {missing} in the data (columns: {', '.join(seen)})"
+        )
+        raise typer.Exit(2)
+    if result.whole is not None:
+        whole = _with_roles(result.whole, out_cols)
+        summary["columns"] = len(whole.columns)
+        if output is not None:
+            output.write_bytes(whole.to_bytes())
+            summary["output"] = str(output)
 
     if model is not None and version is not None:
         from watchkeeper.store import Batch, ProfileLog

@@ -149,3 +149,25 @@ def test_bad_options_are_refused_naming_what_was_expected(partition, sqlite_uri,
 def test_a_missing_path_is_an_error_not_a_traceback(tmp_path):
     res = runner.invoke(app, ["profile", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "no file or directory" in res.output
+
+
+def test_outputs_are_marked_in_every_window_that_holds_them_and_the_format_matches(tmp_path, sqlite_uri):
+    """A partition whose newer file gained the output column: windows without it are stored without the
+    role, windows with it mark it an output, and each stored row's format version is its bytes' own."""
+    root = tmp_path / "day"
+    root.mkdir()
+    t0 = 1_790_002_800.0  # on the hour
+    pq.write_table(pa.table({"ts": [t0 + 10.0, t0 + 20.0], "x": [1.0, 2.0]}), root / "a.parquet")
+    pq.write_table(pa.table({"ts": [t0 + 3600.0 + 5.0], "x": [3.0], "score": [0.9]}), root / "b.parquet")
+    args = ["profile", str(root), "--model", "m", "--version", "3", "--by-time", "ts", "--window", "1h"]
+    res = runner.invoke(app, [*args, "--outputs", "score", "--uri", sqlite_uri])
+    assert res.exit_code == 0, res.output
+    store = Store(sqlite_uri)
+    try:
+        first, second = store.profiles.windows("default", model_subject("m", "3"))
+    finally:
+        store.close()
+    a, b = Profile.from_bytes(first.data), Profile.from_bytes(second.data)
+    assert (first.rows, second.rows) == (2, 1)
+    assert a.outputs() == [] and b.outputs() == ["score"]
+    assert (first.format_version, second.format_version) == (a.format_version, b.format_version)
