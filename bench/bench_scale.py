@@ -85,31 +85,12 @@ import bench_server as bs  # noqa: E402 - the server, PostgreSQL and CPU helpers
 PROJECT, PREMERGED = "scale", "scale-premerged"
 MODELS, REPLICAS, RATE, WINDOW = 10, 100, 1000, 60.0
 FULL_MODELS = 1000
-NUMERIC, CATEGORICAL = 20, 5
 ERROR_RATE = 0.005
 REFERENCE_ROWS = 100_000
 KIB, MIB = 1024, 1024 * 1024
 
 
 # --- the data ----------------------------------------------------------------------------------------------
-
-
-def columns(rng: Any, n: int) -> tuple[dict[str, Any], Any]:
-    """``n`` requests' 25 inputs (20 numeric, 5 categorical) and the model's score."""
-    import numpy as np
-
-    inputs: dict[str, Any] = {}
-    for j in range(NUMERIC):
-        if j % 4 == 0:
-            inputs[f"amount_{j}"] = rng.lognormal(3 + j / 10, 1.0, n)
-        elif j % 4 == 1:
-            inputs[f"count_{j}"] = rng.poisson(3 + j, n).astype(np.float64)
-        else:
-            inputs[f"score_{j}"] = rng.normal(j, 1 + j / 10, n)
-    for j in range(CATEGORICAL):
-        levels = [f"{'abcde'[j]}{k}" for k in range(6 + 8 * j)]
-        inputs[f"cat_{j}"] = rng.choice(levels, n).tolist()
-    return inputs, rng.random(n)
 
 
 def sdk_window(window: float, seed: int) -> dict[str, Any]:
@@ -120,7 +101,7 @@ def sdk_window(window: float, seed: int) -> dict[str, Any]:
 
     rng = np.random.default_rng(seed)
     n = int(window * RATE)
-    inputs, score = columns(rng, n)
+    inputs, score = bs.columns(rng, n)  # the ingest benchmark's requests
     names = list(inputs)
     values = [v if isinstance(v, list) else v.tolist() for v in inputs.values()]
     calls = [
@@ -167,7 +148,7 @@ def pool_profile(seed: int, n: int) -> Any:
     from watchkeeper.profile import Profile, Traffic, profile
 
     rng = np.random.default_rng(seed)
-    inputs, score = columns(rng, n)
+    inputs, score = bs.columns(rng, n)  # the ingest benchmark's requests
     outputs = {"score": score, "label": (score > 0.7).astype(np.int64)}
     errors: list[str | None] = [None] * n
     for i in np.flatnonzero(rng.random(n) < ERROR_RATE):

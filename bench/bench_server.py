@@ -117,14 +117,10 @@ GZIP_JSON = {"content-type": "application/json", "content-encoding": "gzip"}
 # --- the data ----------------------------------------------------------------------------------------------
 
 
-def build_template(window_rows: int, seed: int = 0) -> dict[str, Any]:
-    """One window profile (bytes, base64) and one sampled request row, as the SDK would make them."""
+def columns(rng: Any, n: int) -> tuple[dict[str, Any], Any]:
+    """``n`` requests' 25 inputs (20 numeric, 5 categorical) and the model's score."""
     import numpy as np
 
-    from watchkeeper.profile import Profile, Traffic, profile
-
-    rng = np.random.default_rng(seed)
-    n = window_rows
     inputs: dict[str, Any] = {}
     for j in range(NUMERIC):
         if j % 4 == 0:
@@ -136,7 +132,18 @@ def build_template(window_rows: int, seed: int = 0) -> dict[str, Any]:
     for j in range(CATEGORICAL):
         levels = [f"{'abcde'[j]}{k}" for k in range(6 + 8 * j)]
         inputs[f"cat_{j}"] = rng.choice(levels, n).tolist()
-    score = rng.random(n)
+    return inputs, rng.random(n)
+
+
+def build_template(window_rows: int, seed: int = 0) -> dict[str, Any]:
+    """One window profile (bytes, base64) and one sampled request row, as the SDK would make them."""
+    import numpy as np
+
+    from watchkeeper.profile import Profile, Traffic, profile
+
+    rng = np.random.default_rng(seed)
+    n = window_rows
+    inputs, score = columns(rng, n)
     outputs = {"score": score, "label": (score > 0.7).astype(np.int64)}
     traffic = Traffic()
     errors = [None] * n
