@@ -76,7 +76,7 @@ from watchkeeper.profile.batch import (
     profile_batches,
     window_starts,
 )
-from watchkeeper.profile.files import FORMATS, data_files
+from watchkeeper.profile.files import FORMATS, data_files, sha256_file
 from watchkeeper.store.batch import Batch, LabelRows, PredictionRows, ProfileLog, RunStart, RunUpdate
 from watchkeeper.store.profiles import model_subject
 from watchkeeper.store.schema import (
@@ -231,16 +231,6 @@ def _file_columns(f: Path) -> list[str]:
         raise BatchInputError("path", f"{f}: cannot be read as {FORMATS[f.suffix.lower()]}: {exc}") from exc
 
 
-def _digest(f: Path, on_bytes: Callable[[int], None] | None) -> str:
-    h = hashlib.sha256()
-    with f.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return h.hexdigest()
-
-
 def _plan(
     path: str | Path,
     *,
@@ -323,7 +313,7 @@ def _plan(
     digests = []
     for f in files:
         rel = f.name if root.is_file() else f.relative_to(root).as_posix()
-        digests.append({"path": rel, "sha256": _digest(f, on_bytes), "size": f.stat().st_size})
+        digests.append({"path": rel, "sha256": sha256_file(f, on_bytes), "size": f.stat().st_size})
     return _Plan(
         path=root,
         files=files,

@@ -47,8 +47,22 @@ def read_table(path: str | Path, on_file: Callable[[Path], None] | None = None) 
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def digest_files(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 (hex) of the data files at ``path``: their paths relative to it, sizes and contents, in order.
+def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None, chunk: int = 1 << 20) -> str:
+    """sha256 (hex) of a file's bytes, read in chunks; ``on_bytes(n)`` after each (a progress bar's hook)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+            if on_bytes is not None:
+                on_bytes(len(block))
+    return h.hexdigest()
+
+
+def digest_files(path: str | Path) -> str:
+    """sha256 (hex) of the data files at ``path``: their paths relative to it, sizes and contents' sha256, in
+    order.
 
     The identity of a partition's contents, for writes that must be applied once however often they are
     re-run (a profile's own bytes cannot serve: quantile sketches are randomised, so profiling the same rows
@@ -59,8 +73,5 @@ def digest_files(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     for f in data_files(root):
         name = f.name if root.is_file() else f.relative_to(root).as_posix()
-        h.update(f"{name}\0{f.stat().st_size}\0".encode())
-        with open(f, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
+        h.update(f"{name}\0{f.stat().st_size}\0{sha256_file(f)}\0".encode())
     return h.hexdigest()
